@@ -1,0 +1,5 @@
+import sys
+
+from dataflow.main import main
+
+sys.exit(main())

@@ -1,0 +1,65 @@
+"""The run model: one execution of a handler, visible to the handler through `current_run()`."""
+
+from __future__ import annotations
+
+import threading
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"
+
+
+@dataclass(eq=False, kw_only=True)
+class Run:
+    """One run of a handler. Sync handlers poll `cancelled` to stop early on shutdown or timeout."""
+
+    run_id: str
+    workflow: str
+    trigger: str
+    scheduled_at: datetime | None
+    started_at: datetime
+    attempt: int = 1
+    payload: object = None
+    timed_out: bool = False
+    _cancel_requested: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the runtime wants this run to stop (shutdown past grace, or timeout)."""
+        return self._cancel_requested.is_set()
+
+    def request_cancel(self) -> None:
+        self._cancel_requested.set()
+
+    def expire(self) -> None:
+        """The run passed its timeout: flag it timed out and cancelled."""
+        self.timed_out = True
+        self.request_cancel()
+
+
+_current_run: ContextVar[Run] = ContextVar("dataflow_current_run")
+
+
+def current_run() -> Run:
+    """The run the calling handler belongs to (works in worker threads too)."""
+    try:
+        return _current_run.get()
+    except LookupError:
+        raise RuntimeError("current_run() called outside a dataflow handler run") from None
+
+
+def set_current_run(run: Run) -> object:
+    return _current_run.set(run)
+
+
+def reset_current_run(token: object) -> None:
+    _current_run.reset(token)  # type: ignore[arg-type]

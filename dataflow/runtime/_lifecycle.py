@@ -1,0 +1,180 @@
+"""One task group owns everything: startup group, then trigger group, then a graceful stop.
+
+startup: every @startup handler concurrently; one failure cancels the rest -> StartupFailed
+triggers: each `await tg.start(trigger.serve)`, so one that cannot start fails at once
+stop (first signal): stop firing, give in-flight runs `grace_period`, then cancel them
+stop (second signal): cancel at once
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from dataflow._clock import Clock, SystemClock
+from dataflow._errors import StartupFailed, TriggerFailed
+from dataflow._logging import get_logger
+from dataflow._settings import Settings
+from dataflow._workflow import Workflow
+from dataflow.runtime._dispatcher import Dispatcher
+from dataflow.state import StateStore
+from dataflow.triggers.base import Trigger, TriggerContext
+from dataflow.triggers.startup import StartupTrigger
+
+log = get_logger("dataflow.runtime")
+
+
+class Runtime:
+    """Runs one workflow instance until `stop()` (or a signal, with `handle_signals=True`)."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        state: StateStore | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.name = workflow.workflow_name
+        self.settings = settings or Settings()
+        self.clock = clock or SystemClock()
+        self.state = state or StateStore(self.settings.state_file(self.name))
+        limiter = anyio.CapacityLimiter(self.settings.max_worker_threads)
+        self.dispatcher = Dispatcher(self.name, self.state, self.clock, limiter)
+        self.stopping = anyio.Event()
+        self.started = anyio.Event()  # set once every trigger is serving
+        self._hard_scope = anyio.CancelScope()
+
+    def stop(self) -> None:
+        """First call: stop firing and let runs finish within the grace period."""
+        if not self.stopping.is_set():
+            log.info("stopping: no new fires", grace_period=self.settings.grace_period)
+        self.stopping.set()
+
+    def cancel(self) -> None:
+        """Cancel everything now: in-flight runs are flagged cancelled and abandoned."""
+        log.warning("cancelling in-flight runs", runs=len(self.dispatcher.active))
+        self.stopping.set()
+        for handle in list(self.dispatcher.active):
+            handle.cancel()
+        self._hard_scope.cancel()
+
+    async def run(self, *, handle_signals: bool = False) -> None:
+        triggers = self.workflow.triggers()
+        ctx = TriggerContext(
+            workflow=self.name, clock=self.clock, state=self.state,
+            runner=self.dispatcher, stopping=self.stopping,
+        )  # fmt: skip
+        with _first_error((StartupFailed, TriggerFailed)):
+            await self._run_groups(triggers, ctx, handle_signals)
+        log.info("workflow stopped", workflow=self.name)
+
+    async def _run_groups(
+        self, triggers: list[Trigger], ctx: TriggerContext, handle_signals: bool
+    ) -> None:
+        async with anyio.create_task_group() as tg:
+            if handle_signals:
+                await tg.start(self._watch_signals)
+            tg.start_soon(self._cancel_after_grace)
+            log.info("workflow starting", workflow=self.name, triggers=len(triggers))
+            with self._hard_scope:
+                await self._run_startup([t for t in triggers if isinstance(t, StartupTrigger)], ctx)
+                if not self.stopping.is_set():
+                    await self._serve_triggers(
+                        [t for t in triggers if not isinstance(t, StartupTrigger)], ctx
+                    )
+            tg.cancel_scope.cancel()
+
+    async def _run_startup(self, startups: list[StartupTrigger], ctx: TriggerContext) -> None:
+        async with anyio.create_task_group() as tg:
+            for trigger in startups:
+                tg.start_soon(trigger.serve, ctx, name=f"startup {trigger.name}")
+
+    async def _serve_triggers(self, triggers: list[Trigger], ctx: TriggerContext) -> None:
+        async with anyio.create_task_group() as runs:
+            self.dispatcher.bind(runs)
+            async with anyio.create_task_group() as firing:
+                for trigger in triggers:
+                    await firing.start(self._serve_one, trigger, ctx)
+                self.started.set()
+                log.info("workflow running", workflow=self.name, triggers=len(triggers))
+            self.dispatcher.bind(None)
+
+    async def _serve_one(
+        self, trigger: Trigger, ctx: TriggerContext, *, task_status: TaskStatus[None]
+    ) -> None:
+        """Serve one trigger until stopping; wrap its failure so it names the trigger."""
+        try:
+            async with anyio.create_task_group() as tg:
+                if trigger.cancel_on_stop:
+                    tg.start_soon(_cancel_when_set, self.stopping, tg.cancel_scope)
+                await tg.start(trigger.serve, ctx)
+                task_status.started()
+        except Exception as exc:
+            raise TriggerFailed(trigger.name, _unwrap(exc)) from exc
+
+    async def _cancel_after_grace(self) -> None:
+        await self.stopping.wait()
+        await anyio.sleep(self.settings.grace_period)
+        if self.dispatcher.active:
+            log.warning("grace period over", grace_period=self.settings.grace_period)
+        self.cancel()
+
+    async def _watch_signals(self, *, task_status: TaskStatus[None]) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                log.info("signal received", signal=signal.Signals(signum).name)
+                if self.stopping.is_set():
+                    self.cancel()
+                else:
+                    self.stop()
+
+
+async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+@contextmanager
+def _first_error(kind: tuple[type[Exception], ...]) -> Iterator[None]:
+    """Turn the task group's exception group into its first `kind` error, for a clear exit."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        matched, _ = group.split(kind)
+        if matched is None:
+            raise
+        raise _first_leaf(matched) from None
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+async def run_workflow(
+    workflow: Workflow,
+    *,
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    handle_signals: bool = True,
+) -> None:
+    """Run `workflow` until SIGINT/SIGTERM. Raises StartupFailed or TriggerFailed on failure."""
+    runtime = Runtime(workflow, settings=settings, clock=clock)
+    try:
+        await runtime.run(handle_signals=handle_signals)
+    finally:
+        runtime.state.close()

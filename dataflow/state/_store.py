@@ -1,0 +1,197 @@
+"""SQLite state store (one file per workflow, WAL). Thread-safe; async callers use `call()`."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from dataflow import _offload
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class StateStoreError(Exception):
+    """The state file cannot be opened or written (read-only, full disk, corrupt)."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    workflow: str
+    trigger: str
+    scheduled_at: datetime | None
+    started_at: datetime
+    ended_at: datetime | None
+    status: str
+    attempt: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: int
+    workflow: str
+    trigger: str
+    payload: str
+    error: str
+    created_at: datetime
+    retried_at: datetime | None
+    retry_status: str | None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+class StateStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            if str(self.path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(files("dataflow.state").joinpath("_schema.sql").read_text())
+        except (sqlite3.Error, OSError) as exc:
+            raise StateStoreError(f"cannot open state store {self.path}: {exc}") from exc
+        return db
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run one of this store's methods in a worker thread."""
+        return await _offload.run_sync(lambda: fn(*args, **kwargs))
+
+    @contextmanager
+    def _cursor(self) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            try:
+                yield self._db.cursor()
+            except sqlite3.Error as exc:
+                raise StateStoreError(f"state store {self.path}: {exc}") from exc
+
+    # -- trigger state -------------------------------------------------------------------
+    def get_state(self, workflow: str, trigger: str, key: str) -> str | None:
+        with self._cursor() as cur:
+            row = cur.execute(
+                "SELECT value FROM trigger_state WHERE workflow=? AND trigger=? AND key=?",
+                (workflow, trigger, key),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, workflow: str, trigger: str, key: str, value: str) -> None:
+        with self._cursor() as cur:
+            cur.execute(
+                "INSERT INTO trigger_state VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
+                " SET value=excluded.value, updated_at=excluded.updated_at",
+                (workflow, trigger, key, value, _iso(datetime.now(UTC))),
+            )
+
+    def state_items(self, workflow: str) -> list[tuple[str, str, str, datetime]]:
+        with self._cursor() as cur:
+            rows = cur.execute(
+                "SELECT trigger, key, value, updated_at FROM trigger_state WHERE workflow=?"
+                " ORDER BY trigger, key",
+                (workflow,),
+            ).fetchall()
+        return [(t, k, v, datetime.fromisoformat(u)) for t, k, v, u in rows]
+
+    # -- runs -----------------------------------------------------------------------------
+    def record_run_start(
+        self, run_id: str, workflow: str, trigger: str, scheduled_at: datetime | None,
+        started_at: datetime, attempt: int = 1,
+    ) -> None:  # fmt: skip
+        with self._cursor() as cur:
+            cur.execute(
+                "INSERT INTO runs (run_id, workflow, trigger, scheduled_at, started_at, status,"
+                " attempt) VALUES (?, ?, ?, ?, ?, 'running', ?)",
+                (run_id, workflow, trigger, _iso(scheduled_at), _iso(started_at), attempt),
+            )
+
+    def record_run_end(
+        self, run_id: str, status: str, ended_at: datetime, error: str | None = None
+    ) -> None:
+        with self._cursor() as cur:
+            cur.execute(
+                "UPDATE runs SET status=?, ended_at=?, error=? WHERE run_id=?",
+                (status, _iso(ended_at), error, run_id),
+            )
+
+    def runs(
+        self, workflow: str, trigger: str | None = None, *, failed_only: bool = False,
+        limit: int = 50,
+    ) -> list[RunRecord]:  # fmt: skip
+        sql = "SELECT * FROM runs WHERE workflow=?"
+        params: list[Any] = [workflow]
+        if trigger is not None:
+            sql += " AND trigger=?"
+            params.append(trigger)
+        if failed_only:
+            sql += " AND status IN ('failed', 'timed_out', 'cancelled')"
+        sql += " ORDER BY started_at DESC, rowid DESC LIMIT ?"
+        with self._cursor() as cur:
+            rows = cur.execute(sql, [*params, limit]).fetchall()
+        return [_run_record(row) for row in rows]
+
+    # -- dead letters ---------------------------------------------------------------------
+    def add_dead_letter(self, workflow: str, trigger: str, payload: str, error: str) -> int:
+        with self._cursor() as cur:
+            cur.execute(
+                "INSERT INTO dead_letters (workflow, trigger, payload, error, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (workflow, trigger, payload, error, _iso(datetime.now(UTC))),
+            )
+            return int(cur.lastrowid or 0)
+
+    def dead_letters(self, workflow: str, *, include_retried: bool = False) -> list[DeadLetter]:
+        sql = "SELECT * FROM dead_letters WHERE workflow=?"
+        if not include_retried:
+            sql += " AND (retry_status IS NULL OR retry_status != 'succeeded')"
+        with self._cursor() as cur:
+            rows = cur.execute(sql + " ORDER BY id", (workflow,)).fetchall()
+        return [_dead_letter(row) for row in rows]
+
+    def mark_dead_letter_retried(self, letter_id: int, status: str) -> None:
+        with self._cursor() as cur:
+            cur.execute(
+                "UPDATE dead_letters SET retried_at=?, retry_status=? WHERE id=?",
+                (_iso(datetime.now(UTC)), status, letter_id),
+            )
+
+
+def _run_record(row: tuple[Any, ...]) -> RunRecord:
+    run_id, workflow, trigger, scheduled, started, ended, status, attempt, error = row
+    started_at = _dt(started)
+    assert started_at is not None
+    return RunRecord(
+        run_id, workflow, trigger, _dt(scheduled), started_at, _dt(ended), status, attempt, error
+    )
+
+
+def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
+    id_, workflow, trigger, payload, error, created, retried, retry_status = row
+    created_at = _dt(created)
+    assert created_at is not None
+    return DeadLetter(
+        id_, workflow, trigger, payload, error, created_at, _dt(retried), retry_status
+    )

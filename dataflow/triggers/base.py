@@ -1,0 +1,163 @@
+"""The one interface the runtime knows: a `Trigger` serves fires until it is told to stop.
+
+Decorators attach a frozen `TriggerSpec` to the handler function and return it unchanged;
+`Workflow` collects the specs and, per workflow instance, builds the triggers.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import anyio
+from anyio.abc import TaskStatus
+
+from dataflow._clock import Clock
+from dataflow._errors import WorkflowError
+from dataflow._run import Run, RunStatus
+from dataflow.state import StateStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+SPEC_ATTRIBUTE = "__dataflow_trigger__"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunPolicy:
+    """How one run is executed: time limit and retries with exponential backoff."""
+
+    timeout: float | None = None
+    retries: int = 0
+    retry_delay: float = 1.0
+    retry_max_delay: float = 300.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRequest:
+    trigger: str
+    handler: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    scheduled_at: datetime | None = None
+    policy: RunPolicy = field(default_factory=RunPolicy)
+    payload: Any = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: RunStatus
+    error: BaseException | None = None
+
+
+@dataclass(eq=False)
+class RunHandle:
+    """A run started in the background: `finished` is set when its outcome is recorded."""
+
+    request: RunRequest
+    cancel_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    finished: anyio.Event = field(default_factory=anyio.Event)
+    run: Run | None = None
+    outcome: RunOutcome | None = None
+
+    def cancel(self) -> None:
+        if self.run is not None:
+            self.run.request_cancel()
+        self.cancel_scope.cancel()
+
+
+class Runner(Protocol):
+    """Executes runs; implemented by the runtime's dispatcher."""
+
+    async def run(self, request: RunRequest, handle: RunHandle | None = None) -> RunOutcome: ...
+
+    async def record_skipped(self, request: RunRequest, reason: str) -> None: ...
+
+    def spawn(self, request: RunRequest) -> RunHandle:
+        """Start a run in the runtime's run group (it survives the trigger's stop for grace)."""
+        ...
+
+
+@dataclass(eq=False, kw_only=True)
+class TriggerContext:
+    workflow: str
+    clock: Clock
+    state: StateStore
+    runner: Runner
+    stopping: anyio.Event  # set on the first SIGINT/SIGTERM: stop firing, let runs finish
+
+
+class Trigger(ABC):
+    kind: ClassVar[str]
+    # True: the runtime cancels `serve` on the first stop signal (its runs keep their grace).
+    # False: `serve` watches `ctx.stopping` itself, e.g. to finish an event it is handling.
+    cancel_on_stop: ClassVar[bool] = True
+
+    def __init__(self, name: str, handler: Callable[..., Any]) -> None:
+        self.name = name
+        self.handler = handler
+
+    @abstractmethod
+    async def serve(
+        self, ctx: TriggerContext, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Call `task_status.started()` once ready; fire until `ctx.stopping` is set."""
+
+    def describe(self) -> str:
+        return self.kind
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriggerSpec(ABC):
+    """What a decorator records: the trigger kind, its options and the handler's name."""
+
+    kind: ClassVar[str]
+    handler_args: ClassVar[tuple[str, ...]] = ()  # what the trigger passes to the handler
+    name: str | None = None
+    func_name: str = ""
+
+    def with_name(self, name: str) -> TriggerSpec:
+        return replace(self, name=name)
+
+    @abstractmethod
+    def build(self, handler: Callable[..., Any]) -> Trigger: ...
+
+    @property
+    def trigger_name(self) -> str:
+        return self.name or self.func_name
+
+
+def attach_spec(func: F, spec: TriggerSpec) -> F:
+    """Record `spec` on `func`; a second trigger decorator on one function is an error."""
+    target = func.__func__ if isinstance(func, staticmethod | classmethod) else func
+    existing = getattr(target, SPEC_ATTRIBUTE, None)
+    if existing is not None:
+        where = target.__qualname__.rpartition("<locals>.")[2]
+        raise WorkflowError(
+            f"{where}: already decorated with @{existing.kind}; a handler takes one "
+            f"trigger decorator (write a second method for @{spec.kind})"
+        )
+    if not callable(target):
+        raise WorkflowError(f"@{spec.kind} decorates a function, not {target!r}")
+    setattr(target, SPEC_ATTRIBUTE, replace(spec, func_name=target.__name__))
+    return func
+
+
+def spec_of(obj: object) -> TriggerSpec | None:
+    target = obj.__func__ if isinstance(obj, staticmethod | classmethod) else obj
+    spec = getattr(target, SPEC_ATTRIBUTE, None)
+    return spec if isinstance(spec, TriggerSpec) else None
+
+
+def check_signature(owner: str, func: Callable[..., Any], spec: TriggerSpec, bound: bool) -> None:
+    """Raise WorkflowError unless `func` accepts exactly what its trigger passes."""
+    sig = inspect.signature(func)
+    leading = (None,) if bound else ()
+    try:
+        sig.bind(*leading, *spec.handler_args)
+    except TypeError as exc:
+        passes = ", ".join(spec.handler_args) or "no arguments"
+        raise WorkflowError(
+            f"{owner}.{func.__name__}: @{spec.kind} handler must accept {passes} ({exc})"
+        ) from None
