@@ -13,7 +13,7 @@ import traceback
 import uuid
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -29,6 +29,16 @@ from dataflow.triggers.base import RunHandle, RunOutcome, RunRequest
 log = get_logger("dataflow.run")
 
 
+class RunObserver(Protocol):
+    """Told about every run (on the thread that records it); must be quick and not raise."""
+
+    def run_started(self, run: Run) -> None: ...
+
+    def run_finished(self, run: Run, status: RunStatus, duration: float) -> None: ...
+
+    def run_skipped(self, trigger: str) -> None: ...
+
+
 class Dispatcher:
     """The runtime's `Runner`: executes run requests inline or in the run group."""
 
@@ -40,6 +50,7 @@ class Dispatcher:
         self.clock = clock
         self.limiter = limiter
         self.active: set[RunHandle] = set()
+        self.observers: list[RunObserver] = []  # metrics and the like; called on each run
         self._group: TaskGroup | None = None
 
     def bind(self, group: TaskGroup | None) -> None:
@@ -90,6 +101,8 @@ class Dispatcher:
             request.scheduled_at, now,
         )  # fmt: skip
         await self.state.call(self.state.record_run_end, run_id, RunStatus.SKIPPED, now, reason)
+        for observer in self.observers:
+            observer.run_skipped(request.trigger)
         log.warning("run skipped", trigger=request.trigger, reason=reason,
                     scheduled_at=_iso(request.scheduled_at))  # fmt: skip
 
@@ -109,6 +122,8 @@ class Dispatcher:
                 request.scheduled_at, run.started_at, attempt,
             )  # fmt: skip
             log.info("run started", scheduled_at=_iso(request.scheduled_at), attempt=attempt)
+            for observer in self.observers:
+                observer.run_started(run)
             outcome = await self._execute_and_record(run, request)
         return outcome
 
@@ -136,6 +151,8 @@ class Dispatcher:
         )
         seconds = (self.clock.now() - run.started_at).total_seconds()
         log.info("run finished", status=outcome.status.value, duration=seconds)
+        for observer in self.observers:
+            observer.run_finished(run, outcome.status, seconds)
 
     async def _execute(self, run: Run, request: RunRequest) -> RunOutcome:
         timeout = request.policy.timeout
