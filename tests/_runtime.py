@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,14 +25,26 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday, 09:00 UTC
 
 @asynccontextmanager
 async def running(
-    workflow: Workflow, tmp_path: Path, *, clock: FakeClock | None = None, grace: float = 5.0
+    workflow: Workflow,
+    tmp_path: Path,
+    *,
+    clock: FakeClock | None = None,
+    grace: float = 5.0,
+    autojump: bool = True,
 ) -> AsyncIterator[Runtime]:
-    """Run `workflow` in the background on a fake clock; stop it (gracefully) on exit."""
+    """Run `workflow` in the background on a fake clock; stop it (gracefully) on exit.
+
+    With `autojump=False` time moves only when the test calls `clock.set()`/`advance()`.
+    """
     clock = clock or FakeClock(START)
     settings = Settings(state_path=tmp_path / "state.db", grace_period=grace)
     runtime = Runtime(workflow, settings=settings, clock=clock)
-    async with clock.autojump(), anyio.create_task_group() as tg:
+    async with AsyncExitStack() as stack:
+        if autojump:
+            await stack.enter_async_context(clock.autojump())
+        tg = await stack.enter_async_context(anyio.create_task_group())
         tg.start_soon(runtime.run)
+        await until(runtime.started.is_set)
         yield runtime
         runtime.stop()
 

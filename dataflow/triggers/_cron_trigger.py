@@ -92,6 +92,7 @@ class CronTrigger(Trigger):
                      within_grace=len(in_grace), catchup=self.policy.catchup)  # fmt: skip
         chosen = {"all": in_grace, "coalesce": in_grace[-1:], "none": []}[self.policy.catchup]
         for fire_at in chosen:
+            await gate.wait_idle()  # catch-up runs go one after another, whatever `overlap` says
             await self._fire(ctx, gate, fire_at)
         return missed[-1] if missed else last
 

@@ -59,6 +59,13 @@ class OverlapGate:
         for handle in self.active:
             await handle.finished.wait()
 
+    async def wait_idle(self) -> None:
+        """Wait until no run of this trigger is running or queued."""
+        while self.busy() or self.pending:
+            for handle in self.active:
+                await handle.finished.wait()
+            await anyio.lowlevel.checkpoint()
+
     async def serve(self) -> None:
         """Start queued fires one after another, each once the runs before it finished."""
         while True:
@@ -67,7 +74,8 @@ class OverlapGate:
             while self.pending:
                 for handle in self.active:
                     await handle.finished.wait()
-                self._start(self.pending.popleft())
+                if self.pending:  # a newer fire may have replaced it (queue_one) meanwhile
+                    self._start(self.pending.popleft())
 
     async def drop_pending(self, reason: str) -> None:
         while self.pending:
