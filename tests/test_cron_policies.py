@@ -4,6 +4,7 @@ timeout, retries, drift and wall-clock steps."""
 from __future__ import annotations
 
 import inspect
+import itertools
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -217,7 +218,7 @@ async def test_retries_back_off_and_then_succeed(tmp_path: Path) -> None:
         await until(lambda: len(attempts) >= 3 and runs(tmp_path)[-1].status == "succeeded")
     assert [r.status for r in runs(tmp_path)][:3] == ["failed", "failed", "succeeded"]
     assert [a for a, _ in attempts[:3]] == [1, 2, 3]
-    gaps = [(b - a).total_seconds() for (_, a), (_, b) in zip(attempts, attempts[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for (_, a), (_, b) in itertools.pairwise(attempts)]
     assert 5 <= gaps[0] <= 10 and 10 <= gaps[1] <= 20  # exponential, with jitter
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ class CronPolicy:
     misfire_grace: float | None = 60.0  # seconds; None = no limit
     catchup: Catchup = "coalesce"
     jitter: float = 0.0
-    run: RunPolicy = RunPolicy()
+    run: RunPolicy = field(default_factory=RunPolicy)
 
 
 class CronTrigger(Trigger):
