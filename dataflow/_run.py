@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, Protocol
 
 
 class RunStatus(StrEnum):
@@ -16,6 +18,45 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
     SKIPPED = "skipped"
+
+
+class KeyValueStore(Protocol):
+    def get_state(self, workflow: str, trigger: str, key: str) -> str | None: ...
+
+    def set_state(self, workflow: str, trigger: str, key: str, value: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class TriggerState:
+    """Values a handler keeps between runs (a watermark, a cursor), saved in the state store.
+
+    Keyed by workflow and trigger; values are JSON, with datetimes kept as aware datetimes.
+    Calls are quick, blocking SQLite reads and writes.
+    """
+
+    store: KeyValueStore
+    workflow: str
+    trigger: str
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raw = self.store.get_state(self.workflow, self.trigger, f"user:{key}")
+        return default if raw is None else json.loads(raw, object_hook=_decode)
+
+    def set(self, key: str, value: Any) -> None:
+        raw = json.dumps(value, default=_encode)
+        self.store.set_state(self.workflow, self.trigger, f"user:{key}", raw)
+
+
+def _encode(value: object) -> object:
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    raise TypeError(f"cannot keep {type(value).__name__} in trigger state: use JSON values")
+
+
+def _decode(obj: dict[str, Any]) -> object:
+    if obj.keys() == {"$datetime"}:
+        return datetime.fromisoformat(obj["$datetime"])
+    return obj
 
 
 @dataclass(eq=False, kw_only=True)
@@ -30,6 +71,7 @@ class Run:
     attempt: int = 1
     payload: object = None
     timed_out: bool = False
+    state: TriggerState | None = None  # this trigger's saved values: watermarks and the like
     _cancel_requested: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property

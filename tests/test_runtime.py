@@ -227,3 +227,24 @@ async def test_overlapping_fire_is_skipped_and_recorded(tmp_path: Path) -> None:
     found = statuses(tmp_path, "job")
     assert found[0] in ("running", "succeeded") and found[1:3] == ["skipped", "skipped"]
     assert RunStatus.SKIPPED == "skipped"
+
+
+async def test_handlers_keep_values_between_runs_in_the_state_store(tmp_path: Path) -> None:
+    seen: list[object] = []
+
+    class W(Workflow):
+        workflow_name = "w"
+
+        @cronjob("* * * * *")
+        def etl(self) -> None:
+            state = current_run().state
+            assert state is not None
+            seen.append(state.get("watermark"))
+            state.set("watermark", current_run().scheduled_at)
+
+    async with running(W(), tmp_path):
+        await until(lambda: len(seen) >= 3)
+    assert seen[:3] == [None, START + timedelta(minutes=1), START + timedelta(minutes=2)]
+    store = StateStore(tmp_path / "state.db")
+    assert store.get_state("w", "etl", "user:watermark") is not None
+    store.close()

@@ -22,7 +22,7 @@ from structlog.contextvars import bound_contextvars
 from dataflow import _offload
 from dataflow._clock import Clock
 from dataflow._logging import get_logger
-from dataflow._run import Run, RunStatus, reset_current_run, set_current_run
+from dataflow._run import Run, RunStatus, TriggerState, reset_current_run, set_current_run
 from dataflow.state import StateStore
 from dataflow.triggers.base import RunHandle, RunOutcome, RunRequest
 
@@ -113,6 +113,7 @@ class Dispatcher:
             run_id=uuid.uuid4().hex, workflow=self.workflow, trigger=request.trigger,
             scheduled_at=request.scheduled_at, started_at=self.clock.now(), attempt=attempt,
             payload=request.payload,
+            state=TriggerState(self.state, self.workflow, request.trigger),
         )  # fmt: skip
         if handle is not None:
             handle.run = run
