@@ -18,6 +18,7 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
     SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"  # the process died (kill -9, power loss) while it ran
 
 
 class KeyValueStore(Protocol):

@@ -11,6 +11,7 @@ import pytest
 
 from dataflow import (
     RunStatus,
+    Runtime,
     Settings,
     StartupFailed,
     Workflow,
@@ -248,3 +249,43 @@ async def test_handlers_keep_values_between_runs_in_the_state_store(tmp_path: Pa
     store = StateStore(tmp_path / "state.db")
     assert store.get_state("w", "etl", "user:watermark") is not None
     store.close()
+
+
+async def test_a_run_the_previous_process_left_running_is_caught_up_once(tmp_path: Path) -> None:
+    """kill -9 mid-run leaves a 'running' record: the restart marks it interrupted and, being
+    within the misfire grace, runs that fire again once (coalesced with anything else missed)."""
+    fired: list[datetime] = []
+
+    class W(Workflow):
+        workflow_name = "w"
+
+        @cronjob("*/15 * * * *", misfire_grace=600)
+        async def etl(self) -> None:
+            fired.append(current_run().scheduled_at)  # type: ignore[arg-type]
+
+    crashed_fire = START + timedelta(minutes=15)
+    store = StateStore(tmp_path / "state.db")
+    store.set_state("w", "etl", "last_fire", crashed_fire.isoformat())
+    store.record_run_start("dead", "w", "etl", crashed_fire, crashed_fire)
+    store.close()
+    restart = FakeClock(crashed_fire + timedelta(minutes=3))
+    async with running(W(), tmp_path, clock=restart):
+        await until(lambda: len(fired) >= 2)
+    assert fired[:2] == [crashed_fire, crashed_fire + timedelta(minutes=15)]
+    records = {r.run_id: r.status for r in StateStore(tmp_path / "state.db").runs("w")}
+    assert records["dead"] == "interrupted"
+
+
+async def test_two_runtimes_cannot_share_a_state_file(tmp_path: Path) -> None:
+    from dataflow.state import StateStoreError
+
+    class W(Workflow):
+        workflow_name = "w"
+
+        @cronjob("0 0 1 1 *")
+        def yearly(self) -> None: ...
+
+    async with running(W(), tmp_path):
+        second = Runtime(W(), settings=Settings(state_path=tmp_path / "state.db"))
+        with pytest.raises(StateStoreError, match="another dataflow process is running"):
+            await second.run()

@@ -147,10 +147,20 @@ class StateStore:
             sql += " AND trigger=?"
             params.append(trigger)
         if failed_only:
-            sql += " AND status IN ('failed', 'timed_out', 'cancelled')"
+            sql += " AND status IN ('failed', 'timed_out', 'cancelled', 'interrupted')"
         sql += " ORDER BY started_at DESC, rowid DESC LIMIT ?"
         with self._cursor() as cur:
             rows = cur.execute(sql, [*params, limit]).fetchall()
+        return [_run_record(row) for row in rows]
+
+    def mark_interrupted(self, workflow: str) -> list[RunRecord]:
+        """Runs a previous process left 'running' (it died): mark them 'interrupted'."""
+        with self._cursor() as cur:
+            rows = cur.execute(
+                "UPDATE runs SET status='interrupted', error='the process stopped during the run'"
+                " WHERE workflow=? AND status='running' RETURNING *",
+                (workflow,),
+            ).fetchall()
         return [_run_record(row) for row in rows]
 
     # -- dead letters ---------------------------------------------------------------------

@@ -59,7 +59,7 @@ class CronTrigger(Trigger):
                 tg.start_soon(gate.serve)
                 task_status.started()
                 if last_fire is not None:
-                    last_fire = await self._catch_up(ctx, gate, last_fire)
+                    last_fire = await self._catch_up(ctx, gate, last_fire, self._interrupted(ctx))
                 await self._fire_on_schedule(ctx, gate, last_fire or ctx.clock.now())
         finally:
             with anyio.CancelScope(shield=True):
@@ -82,9 +82,17 @@ class CronTrigger(Trigger):
             await self._fire(ctx, gate, fire_at)
             after = fire_at
 
-    async def _catch_up(self, ctx: TriggerContext, gate: OverlapGate, last: datetime) -> datetime:
+    def _interrupted(self, ctx: TriggerContext) -> list[datetime]:
+        """Fire times whose run the previous process did not finish: they count as missed."""
+        records = ctx.interrupted.get(self.name, [])
+        return sorted({r.scheduled_at for r in records if r.scheduled_at is not None})
+
+    async def _catch_up(
+        self, ctx: TriggerContext, gate: OverlapGate, last: datetime, interrupted: list[datetime]
+    ) -> datetime:
         now = ctx.clock.now()
-        missed = list(self._fires_between(self.schedule.next_after(last), now))
+        due = list(self._fires_between(self.schedule.next_after(last), now))
+        missed = sorted(set(interrupted) | set(due))
         grace = self.policy.misfire_grace
         in_grace = [t for t in missed if grace is None or (now - t).total_seconds() <= grace]
         if missed:
@@ -94,7 +102,7 @@ class CronTrigger(Trigger):
         for fire_at in chosen:
             await gate.wait_idle()  # catch-up runs go one after another, whatever `overlap` says
             await self._fire(ctx, gate, fire_at)
-        return missed[-1] if missed else last
+        return max([last, *missed])
 
     def _fires_between(self, first: datetime, until: datetime) -> Iterator[datetime]:
         """Fire times from `first` (a fire time) up to and including `until`."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -19,7 +19,7 @@ from anyio.abc import TaskStatus
 from dataflow._clock import Clock
 from dataflow._errors import WorkflowError
 from dataflow._run import Run, RunStatus
-from dataflow.state import StateStore
+from dataflow.state import RunRecord, StateStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 SPEC_ATTRIBUTE = "__dataflow_trigger__"
@@ -86,6 +86,8 @@ class TriggerContext:
     state: StateStore
     runner: Runner
     stopping: anyio.Event  # set on the first SIGINT/SIGTERM: stop firing, let runs finish
+    # runs the previous process left unfinished (it died), by trigger name
+    interrupted: Mapping[str, list[RunRecord]] = field(default_factory=dict)
 
 
 class Trigger(ABC):
