@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
+from contextlib import suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from typing import Any, Protocol
 
 
@@ -74,6 +77,8 @@ class Run:
     timed_out: bool = False
     state: TriggerState | None = None  # this trigger's saved values: watermarks and the like
     _cancel_requested: threading.Event = field(default_factory=threading.Event, repr=False)
+    _on_cancel: list[Callable[[], object]] = field(default_factory=list, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def cancelled(self) -> bool:
@@ -81,7 +86,28 @@ class Run:
         return self._cancel_requested.is_set()
 
     def request_cancel(self) -> None:
-        self._cancel_requested.set()
+        """Flag the run cancelled and stop what it registered (e.g. a running SQL statement)."""
+        with self._lock:
+            self._cancel_requested.set()
+            callbacks, self._on_cancel = self._on_cancel, []
+        for callback in callbacks:
+            _call_quietly(callback)
+
+    def on_cancel(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call `callback` (from any thread) when the run is cancelled; returns an unregister.
+
+        Connections use it so a timed-out or shut-down run stops its server-side work.
+        """
+        with self._lock:
+            if not self._cancel_requested.is_set():
+                self._on_cancel.append(callback)
+                return partial(self._forget, callback)
+        _call_quietly(callback)
+        return _nothing
+
+    def _forget(self, callback: Callable[[], object]) -> None:
+        with self._lock, suppress(ValueError):
+            self._on_cancel.remove(callback)
 
     def expire(self) -> None:
         """The run passed its timeout: flag it timed out and cancelled."""
@@ -98,6 +124,20 @@ def current_run() -> Run:
         return _current_run.get()
     except LookupError:
         raise RuntimeError("current_run() called outside a dataflow handler run") from None
+
+
+def current_run_or_none() -> Run | None:
+    return _current_run.get(None)
+
+
+def _call_quietly(callback: Callable[[], object]) -> None:
+    # A cancel can race the end of the work it stops; then there is nothing left to do.
+    with suppress(Exception):
+        callback()
+
+
+def _nothing() -> None:
+    return None
 
 
 def set_current_run(run: Run) -> object:

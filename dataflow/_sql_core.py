@@ -21,6 +21,7 @@ import structlog
 
 from dataflow._connection_base import Connection, DataflowConnectionError
 from dataflow._errors import DataflowError
+from dataflow._run import current_run_or_none
 
 H = TypeVar("H")
 
@@ -127,9 +128,14 @@ class Slot(Generic[H]):
                 self.runner = threading.get_ident()
                 self.wake.clear()
             self.depth += 1
+        # Inside a dataflow run, a cancelled run (timeout, shutdown) stops this operation.
+        run = current_run_or_none()
+        forget = run.on_cancel(self.stop) if run is not None else None
         try:
             yield
         finally:
+            if forget is not None:
+                forget()
             with self.guard:
                 self.depth -= 1
 
