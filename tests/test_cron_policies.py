@@ -7,7 +7,7 @@ import inspect
 import itertools
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +259,20 @@ async def test_clock_step_forward_coalesces_and_backward_repeats_nothing(tmp_pat
     assert fired[:3] == [START + timedelta(minutes=10), START + timedelta(hours=1),
                          START + timedelta(hours=1, minutes=10)]  # fmt: skip
     assert any(e["event"] == "clock jumped forward: fires coalesced" for e in logs)
+
+
+async def test_a_wildcard_job_fires_on_both_passes_of_a_repeated_hour(tmp_path: Path) -> None:
+    """New York, 2026-11-01: 01:00-01:59 happens twice. A `*/20 1 * * *` job runs at 01:00,
+    01:20, 01:40 on each pass (real time), in order, none twice."""
+    fired: list[datetime] = []
+
+    async def job() -> None:
+        fired.append(current_run().scheduled_at)  # type: ignore[arg-type]
+
+    start = datetime(2026, 11, 1, 4, 30, tzinfo=UTC)  # 00:30 EDT
+    wf = workflow(job, "*/20 1 * * *", timezone="America/New_York")
+    async with running(wf, tmp_path, clock=FakeClock(start)):
+        await until(lambda: len(fired) >= 6)
+    assert [t.astimezone(UTC).strftime("%H:%M") for t in fired[:6]] == [
+        "05:00", "05:20", "05:40", "06:00", "06:20", "06:40",
+    ]  # fmt: skip

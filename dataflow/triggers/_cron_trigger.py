@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import anyio
@@ -69,7 +69,7 @@ class CronTrigger(Trigger):
         self, ctx: TriggerContext, gate: OverlapGate, after: datetime
     ) -> None:
         while not ctx.stopping.is_set():
-            fire_at = self.schedule.next_after(after)  # `after` is the last fire: never repeat
+            fire_at = self._next(after)  # `after` is the last fire: never repeat
             await ctx.clock.sleep_until(fire_at + self._jitter())
             now = ctx.clock.now()
             if now < fire_at:  # the wall clock stepped back while we slept: recompute
@@ -91,7 +91,7 @@ class CronTrigger(Trigger):
         self, ctx: TriggerContext, gate: OverlapGate, last: datetime, interrupted: list[datetime]
     ) -> datetime:
         now = ctx.clock.now()
-        due = list(self._fires_between(self.schedule.next_after(last), now))
+        due = list(self._fires_between(self._next(last), now))
         missed = sorted(set(interrupted) | set(due))
         grace = self.policy.misfire_grace
         in_grace = [t for t in missed if grace is None or (now - t).total_seconds() <= grace]
@@ -104,6 +104,11 @@ class CronTrigger(Trigger):
             await self._fire(ctx, gate, fire_at)
         return max([last, *missed])
 
+    def _next(self, after: datetime) -> datetime:
+        """The next fire time, in UTC: aware datetimes sharing a zone compare by wall time,
+        ignoring `fold`, which would misorder the two passes of a repeated hour."""
+        return self.schedule.next_after(after).astimezone(UTC)
+
     def _fires_between(self, first: datetime, until: datetime) -> Iterator[datetime]:
         """Fire times from `first` (a fire time) up to and including `until`."""
         fire_at = first
@@ -111,7 +116,7 @@ class CronTrigger(Trigger):
             if fire_at > until:
                 return
             yield fire_at
-            fire_at = self.schedule.next_after(fire_at)
+            fire_at = self._next(fire_at)
 
     async def _fire(self, ctx: TriggerContext, gate: OverlapGate, fire_at: datetime) -> None:
         await ctx.state.call(
