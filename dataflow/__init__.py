@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     )
     from dataflow.runtime import Runtime, run_workflow
     from dataflow.triggers.cronjob import CronError, CronSchedule, cronjob
+    from dataflow.triggers.mongo_change_listener import mongodb_change_stream
     from dataflow.triggers.startup import startup
 
 _WHERE = {
@@ -57,6 +58,7 @@ _WHERE = {
     ),
     "dataflow.runtime": ("Runtime", "run_workflow"),
     "dataflow.triggers.cronjob": ("CronError", "CronSchedule", "cronjob"),
+    "dataflow.triggers.mongo_change_listener": ("mongodb_change_stream",),
     "dataflow.triggers.startup": ("startup",),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}

@@ -29,6 +29,7 @@ class Settings:
     timezone: str | None = None
     workflows_dir: Path = Path("workflows")
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -46,6 +47,7 @@ class Settings:
             timezone=env.get("DATAFLOW_TIMEZONE") or None,
             workflows_dir=Path(env.get("DATAFLOW_WORKFLOWS_DIR") or "workflows"),
             metrics_port=read.optional("DATAFLOW_METRICS_PORT", int),
+            metrics_host=env.get("DATAFLOW_METRICS_HOST") or "127.0.0.1",
         )
 
     def state_file(self, workflow: str) -> Path:

@@ -5,9 +5,11 @@ APScheduler's habit: catch the cancellation, record the outcome under a shielded
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 import random
+import sys
 import threading
 import traceback
 import uuid
@@ -193,6 +195,114 @@ class Dispatcher:
                 )  # fmt: skip
         finally:
             reset_current_run(token)
+
+    # -- runs inline in a trigger's own worker thread (change streams) --------------------------
+    def run_in_thread(
+        self, request: RunRequest, cancel: threading.Event | None = None
+    ) -> RunOutcome:
+        """`run()` for a sync handler, inline in the calling worker thread: no hop per event.
+
+        Call it from a worker thread AnyIO started (retry backoff sleeps on the loop's clock).
+        Recorded, logged and observed like `run()`. `cancel` is the caller's hard stop: once
+        set, the handler sees `current_run().cancelled`, its return counts as cancelled (it may
+        have stopped early), and no retry starts.
+        """
+        for attempt in range(1, request.policy.retries + 2):
+            outcome = self._attempt_in_thread(request, attempt, cancel)
+            if outcome.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
+                break
+            if attempt <= request.policy.retries and not self._backoff_in_thread(
+                request, attempt, cancel
+            ):
+                return RunOutcome(RunStatus.CANCELLED, outcome.error)
+        return outcome
+
+    def _backoff_in_thread(
+        self, request: RunRequest, attempt: int, cancel: threading.Event | None
+    ) -> bool:
+        """Wait before a retry; False when stopped instead (hard stop, loop cancelled or gone)."""
+        if cancel is not None and cancel.is_set():
+            return False
+        try:
+            anyio.from_thread.run(self._backoff, request, attempt)
+        except BaseException as exc:
+            if isinstance(exc, anyio.RunFinishedError) or _is_cancellation(exc):
+                return False
+            raise
+        return cancel is None or not cancel.is_set()
+
+    def _attempt_in_thread(
+        self, request: RunRequest, attempt: int, cancel: threading.Event | None
+    ) -> RunOutcome:
+        run = Run(
+            run_id=uuid.uuid4().hex, workflow=self.workflow, trigger=request.trigger,
+            scheduled_at=request.scheduled_at, started_at=self.clock.now(), attempt=attempt,
+            payload=request.payload,
+            state=TriggerState(self.state, self.workflow, request.trigger),
+            _cancel_requested=threading.Event() if cancel is None else _CancelFlag(cancel),
+        )  # fmt: skip
+        with bound_contextvars(workflow=self.workflow, trigger=request.trigger, run_id=run.run_id):
+            self.state.record_run_start(
+                run.run_id, self.workflow, request.trigger, request.scheduled_at,
+                run.started_at, attempt,
+            )  # fmt: skip
+            log.info("run started", scheduled_at=_iso(request.scheduled_at), attempt=attempt)
+            for observer in self.observers:
+                observer.run_started(run)
+            outcome = self._execute_in_thread(run, request)
+            self._record_end_in_thread(run, outcome)
+        return outcome
+
+    def _execute_in_thread(self, run: Run, request: RunRequest) -> RunOutcome:
+        timeout = request.policy.timeout
+        timer = threading.Timer(timeout, run.expire) if timeout is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        token = set_current_run(run)
+        try:
+            request.handler(*request.args)
+        except Exception as exc:
+            log.error("run failed", exc_info=exc, error=f"{type(exc).__name__}: {exc}")
+            return RunOutcome(RunStatus.TIMED_OUT if run.timed_out else RunStatus.FAILED, exc)
+        finally:
+            reset_current_run(token)
+            if timer is not None:
+                timer.cancel()
+        if run.timed_out:
+            log.error("run timed out", timeout=timeout)
+            return RunOutcome(RunStatus.TIMED_OUT, _timeout_error(timeout))
+        return RunOutcome(RunStatus.CANCELLED if run.cancelled else RunStatus.SUCCEEDED)
+
+    def _record_end_in_thread(self, run: Run, outcome: RunOutcome) -> None:
+        error = None
+        if outcome.error is not None:
+            error = "".join(traceback.format_exception(outcome.error)).strip()
+        ended_at = self.clock.now()
+        self.state.record_run_end(run.run_id, outcome.status, ended_at, error)
+        seconds = (ended_at - run.started_at).total_seconds()
+        log.info("run finished", status=outcome.status.value, duration=seconds)
+        for observer in self.observers:
+            observer.run_finished(run, outcome.status, seconds)
+
+
+class _CancelFlag(threading.Event):
+    """A run's cancel flag that also reads as set once `parent` (a trigger's hard stop) is."""
+
+    def __init__(self, parent: threading.Event) -> None:
+        super().__init__()
+        self._parent = parent
+
+    def is_set(self) -> bool:
+        return super().is_set() or self._parent.is_set()
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    """The loop's cancellation, as a call from a worker thread sees it (asyncio or trio)."""
+    trio = sys.modules.get("trio")
+    return isinstance(exc, asyncio.CancelledError) or (
+        trio is not None and isinstance(exc, trio.Cancelled)
+    )
 
 
 def _timeout_error(timeout: float | None) -> TimeoutError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -22,7 +23,10 @@ from dataflow._logging import get_logger
 from dataflow._settings import Settings
 from dataflow._workflow import Workflow
 from dataflow.runtime._dispatcher import Dispatcher
-from dataflow.state import StateStore
+from dataflow.runtime._health import MetricsServer, serve_metrics
+from dataflow.runtime._lock import exclusive_lock
+from dataflow.runtime._metrics import RunMetrics
+from dataflow.state import RunRecord, StateStore
 from dataflow.triggers.base import Trigger, TriggerContext
 from dataflow.triggers.startup import StartupTrigger
 
@@ -50,6 +54,17 @@ class Runtime:
         self.stopping = anyio.Event()
         self.started = anyio.Event()  # set once every trigger is serving
         self._hard_scope = anyio.CancelScope()
+        # Metrics (own registry per runtime); served over HTTP while running if metrics_port is set.
+        self.metrics = RunMetrics(self.name, self.clock.now)
+        self.dispatcher.observers.append(self.metrics)
+        self.metrics_server: MetricsServer | None = None
+
+    @property
+    def phase(self) -> str:
+        """`starting` (startup handlers), `running` (trigger group serving), or `stopping`."""
+        if self.stopping.is_set():
+            return "stopping"
+        return "running" if self.started.is_set() else "starting"
 
     def stop(self) -> None:
         """First call: stop firing and let runs finish within the grace period."""
@@ -67,13 +82,21 @@ class Runtime:
 
     async def run(self, *, handle_signals: bool = False) -> None:
         triggers = self.workflow.triggers()
+        with exclusive_lock(self.state.path):
+            await self._run(triggers, handle_signals)
+        log.info("workflow stopped", workflow=self.name)
+
+    async def _run(self, triggers: list[Trigger], handle_signals: bool) -> None:
         ctx = TriggerContext(
             workflow=self.name, clock=self.clock, state=self.state,
             runner=self.dispatcher, stopping=self.stopping,
+            interrupted=await self._recover_interrupted(),
         )  # fmt: skip
-        with _first_error((StartupFailed, TriggerFailed)):
-            await self._run_groups(triggers, ctx, handle_signals)
-        log.info("workflow stopped", workflow=self.name)
+        self.metrics.watch(triggers)
+        async with serve_metrics(self.settings, self.metrics.registry, lambda: self.phase) as srv:
+            self.metrics_server = srv
+            with _first_error((StartupFailed, TriggerFailed)):
+                await self._run_groups(triggers, ctx, handle_signals)
 
     async def _run_groups(
         self, triggers: list[Trigger], ctx: TriggerContext, handle_signals: bool
@@ -90,6 +113,16 @@ class Runtime:
                         [t for t in triggers if not isinstance(t, StartupTrigger)], ctx
                     )
             tg.cancel_scope.cancel()
+
+    async def _recover_interrupted(self) -> dict[str, list[RunRecord]]:
+        """Find runs the previous process left unfinished; their triggers decide what to do."""
+        found = await self.state.call(self.state.mark_interrupted, self.name)
+        by_trigger: dict[str, list[RunRecord]] = {}
+        for record in found:
+            log.warning("run interrupted by a previous stop", trigger=record.trigger,
+                        run_id=record.run_id, scheduled_at=_iso(record.scheduled_at))  # fmt: skip
+            by_trigger.setdefault(record.trigger, []).append(record)
+        return by_trigger
 
     async def _run_startup(self, startups: list[StartupTrigger], ctx: TriggerContext) -> None:
         async with anyio.create_task_group() as tg:
@@ -140,6 +173,10 @@ class Runtime:
 async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _unwrap(exc: BaseException) -> BaseException:

@@ -7,6 +7,7 @@ Decorators attach a frozen `TriggerSpec` to the handler function and return it u
 from __future__ import annotations
 
 import inspect
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -76,6 +77,13 @@ class Runner(Protocol):
 
     def spawn(self, request: RunRequest) -> RunHandle:
         """Start a run in the runtime's run group (it survives the trigger's stop for grace)."""
+        ...
+
+    def run_in_thread(
+        self, request: RunRequest, cancel: threading.Event | None = None
+    ) -> RunOutcome:
+        """Run a sync handler inline in the calling worker thread (a trigger's own), with
+        retries; `cancel` (the trigger's hard stop) flags the run cancelled, ends retries."""
         ...
 
 

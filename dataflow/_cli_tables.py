@@ -1,0 +1,127 @@
+"""Output for the inspection commands: aligned tables for people, JSON for machines.
+
+A table is plain text with columns separated by two spaces. On a terminal the header is bold and
+long cells are cut to keep a row on one line; piped, nothing is cut and no escape codes are
+written, so `grep`, `awk` and `column` see exactly the values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+_BOLD, _RESET = "\x1b[1m", "\x1b[0m"
+_GAP = "  "
+_MIN_CUT = 12  # a cut cell keeps at least this many characters
+
+
+def is_terminal(stream: TextIO) -> bool:
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def print_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    stream: TextIO | None = None,
+    empty: str = "(none)",
+) -> None:
+    """Print `rows` under `headers`. A cell may hold several lines (`\\n`): the row grows.
+
+    On a terminal the header is bold and the last column is cut to the window's width.
+    """
+    out = stream or sys.stdout
+    if not rows:
+        print(empty, file=out)
+        return
+    tty = is_terminal(out)
+    grouped = [_row_lines(row) for row in rows]
+    spaced = any(len(group) > 1 for group in grouped)  # a blank line keeps tall rows apart
+    blank = [[""] * len(headers)] if spaced else []
+    lines = [line for group in grouped for line in [*group, *blank]]
+    if tty:
+        lines = _fit(headers, lines, shutil.get_terminal_size().columns)
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
+    head = _join(headers, widths)
+    print(f"{_BOLD}{head}{_RESET}" if tty else head, file=out)
+    for line in lines[:-1] if spaced else lines:
+        print(_join(line, widths), file=out)
+
+
+def print_json(value: Any, *, stream: TextIO | None = None) -> None:
+    print(json.dumps(value, indent=2, default=_json_default), file=stream or sys.stdout)
+
+
+def _row_lines(row: Sequence[str]) -> list[list[str]]:
+    """One table row as printed lines: cell i's line k is in line k, column i."""
+    split = [cell.splitlines() or [""] for cell in row]
+    height = max(len(cell) for cell in split)
+    return [[cell[k] if k < len(cell) else "" for cell in split] for k in range(height)]
+
+
+def _join(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return _GAP.join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+
+def _fit(headers: Sequence[str], lines: list[list[str]], columns: int) -> list[list[str]]:
+    """Cut the last column so each line fits in `columns` characters."""
+    fixed = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers[:-1])]
+    room = max(columns - sum(fixed) - len(_GAP) * len(fixed), _MIN_CUT)
+    return [[*line[:-1], cut(line[-1], room)] for line in lines]
+
+
+def cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# -- values in cells ----------------------------------------------------------------------------
+def utc_time(value: datetime | None) -> str:
+    """`2026-03-02 09:15:00Z`, or `-`."""
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def zone_time(value: datetime) -> str:
+    """`2026-03-02 10:15:00 CET`: the wall time where the trigger's zone is."""
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def duration(seconds: float | None) -> str:
+    """`0.012s`, `4.5s`, `3m 05s`, `2h 03m`, or `-`."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.3f}s" if seconds < 1 else f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s" if whole >= 60 else f"{whole}s"
+    if whole < 86400:
+        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d {whole % 86400 // 3600:02d}h"
+
+
+def age(then: datetime, now: datetime) -> str:
+    """`3m 05s ago`; `in 10s` for a time ahead of `now`."""
+    delta = (now - then).total_seconds()
+    return f"{duration(delta)} ago" if delta >= 0 else f"in {duration(-delta)}"
+
+
+def seconds_between(start: datetime, end: datetime | None) -> float | None:
+    return None if end is None else (end - start) / timedelta(seconds=1)
+
+
+def options(values: Mapping[str, object]) -> str:
+    """`overlap=skip retries=2`: the options that are set, in order."""
+    return " ".join(f"{k}={v}" for k, v in values.items() if v is not None)

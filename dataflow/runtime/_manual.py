@@ -1,0 +1,159 @@
+"""Run one trigger's handler once, now: `python -m dataflow trigger` and dead-letter retries.
+
+The run goes through the runtime's `Dispatcher`, so it is recorded in the state store (and
+counted in metrics) like a scheduled one, with the trigger's timeout and retries. Startup
+handlers run first, all of them concurrently, as they would at start-up, unless told not to.
+No trigger is started and the state file is not locked: a backfill may run beside a running
+workflow.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from dataflow._errors import SettingsError, StartupFailed, WorkflowNotFound
+from dataflow._run import RunStatus
+from dataflow._workflow import Workflow
+from dataflow.runtime._lifecycle import Runtime
+from dataflow.state import DeadLetter
+from dataflow.triggers.base import RunHandle, RunPolicy, RunRequest, Trigger, TriggerContext
+from dataflow.triggers.startup import StartupTrigger
+
+
+async def run_trigger_once(
+    runtime: Runtime, trigger_name: str, *, payload: Any = None, startup: bool = True
+) -> RunHandle:
+    """Run startup handlers (unless `startup=False`), then `trigger_name`'s handler once."""
+    triggers = runtime.workflow.triggers()
+    target = find_trigger(runtime.workflow, triggers, trigger_name)
+    request = manual_request(runtime.workflow, target, payload)
+    handle = RunHandle(request)
+    with _first_error(StartupFailed), anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            await tg.start(_cancel_on_signal, handle, scope)
+            if startup:
+                others = [t for t in triggers if isinstance(t, StartupTrigger) and t is not target]
+                await _run_startup(others, _context(runtime))
+            await runtime.dispatcher.run(request, handle)
+            tg.cancel_scope.cancel()
+    return handle
+
+
+async def retry_dead_letter(runtime: Runtime, letter_id: int, *, startup: bool = True) -> RunHandle:
+    """INTEGRATION POINT (change streams): re-run a dead letter's payload through its trigger.
+
+    The payload is the JSON the dead letter stored; the outcome is written back to the letter.
+    """
+    letter = await runtime.state.call(find_dead_letter, runtime, letter_id)
+    handle = await run_trigger_once(
+        runtime, letter.trigger, payload=json.loads(letter.payload), startup=startup
+    )
+    status = handle.outcome.status.value if handle.outcome else RunStatus.CANCELLED.value
+    await runtime.state.call(runtime.state.mark_dead_letter_retried, letter.id, status)
+    return handle
+
+
+def find_dead_letter(runtime: Runtime, letter_id: int) -> DeadLetter:
+    letters = runtime.state.dead_letters(runtime.name, include_retried=True)
+    found = next((letter for letter in letters if letter.id == letter_id), None)
+    if found is None:
+        raise WorkflowNotFound(f"workflow {runtime.name!r} has no dead letter {letter_id}")
+    return found
+
+
+def find_trigger(workflow: Workflow, triggers: list[Trigger], name: str) -> Trigger:
+    found = next((t for t in triggers if t.name == name), None)
+    if found is None:
+        known = ", ".join(t.name for t in triggers)
+        raise WorkflowNotFound(
+            f"workflow {workflow.workflow_name!r} has no trigger {name!r}: it has {known}"
+        )
+    return found
+
+
+def manual_request(workflow: Workflow, trigger: Trigger, payload: Any) -> RunRequest:
+    """What the trigger would submit, built from `payload` instead of a fire or an event."""
+    own = getattr(trigger, "manual_request", None)  # a trigger may know better (change streams)
+    if callable(own):
+        request = own(payload)
+        assert isinstance(request, RunRequest)
+        return request
+    args = _handler_args(workflow, trigger, payload)
+    return RunRequest(
+        trigger=trigger.name, handler=trigger.handler, args=args, policy=run_policy(trigger),
+        payload=payload,
+    )  # fmt: skip
+
+
+def run_policy(trigger: Trigger) -> RunPolicy:
+    """The trigger's timeout and retries (a cron policy holds them as `.run`)."""
+    policy = getattr(trigger, "policy", None)
+    nested = getattr(policy, "run", None)
+    if isinstance(nested, RunPolicy):
+        return nested
+    return policy if isinstance(policy, RunPolicy) else RunPolicy()
+
+
+def _handler_args(workflow: Workflow, trigger: Trigger, payload: Any) -> tuple[Any, ...]:
+    """The payload is the handler's argument when its trigger passes one (a change event)."""
+    declared = next(d for d in type(workflow).__triggers__ if d.name == trigger.name)
+    wanted = declared.spec.handler_args
+    if not wanted:
+        return ()
+    if payload is None:
+        raise SettingsError(
+            f"trigger {trigger.name!r} passes {', '.join(wanted)} to its handler: "
+            "give it with --payload JSON"
+        )
+    return (payload,) if len(wanted) == 1 else tuple(payload)
+
+
+def _context(runtime: Runtime) -> TriggerContext:
+    return TriggerContext(
+        workflow=runtime.name, clock=runtime.clock, state=runtime.state,
+        runner=runtime.dispatcher, stopping=runtime.stopping,
+    )  # fmt: skip
+
+
+async def _run_startup(startups: list[StartupTrigger], ctx: TriggerContext) -> None:
+    """All startup handlers at once; the first failure cancels the rest."""
+    async with anyio.create_task_group() as tg:
+        for trigger in startups:
+            tg.start_soon(trigger.serve, ctx, name=f"startup {trigger.name}")
+
+
+@contextmanager
+def _first_error(kind: type[Exception]) -> Iterator[None]:
+    """Raise the first `kind` error alone, out of the task groups' exception groups."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        matched, _ = group.split(kind)
+        if matched is None:
+            raise
+        raise _first_leaf(matched) from None
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+async def _cancel_on_signal(
+    handle: RunHandle, scope: anyio.CancelScope, *, task_status: TaskStatus[None]
+) -> None:
+    """Ctrl-C or SIGTERM cancels startup or the run, which is then recorded as cancelled."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _ in signals:
+            if handle.run is not None:
+                handle.run.request_cancel()  # a sync handler sees current_run().cancelled
+            scope.cancel()
+            return

@@ -1,0 +1,125 @@
+"""Prometheus metrics of one runtime, in its own `CollectorRegistry` (never the global one).
+
+`RunMetrics` is a dispatcher observer: it counts runs by trigger and status, times them, and
+measures fire lag (start minus scheduled fire time, first attempts only: a retry's start says
+nothing about the schedule). A change-stream trigger is asked at scrape time through its
+`stream_stats()`: events handled and dead-lettered, and when its resume token was last saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from dataflow._run import Run, RunStatus
+from dataflow.triggers.base import Trigger
+
+DURATION_BUCKETS: Final = (0.05, 0.25, 1, 5, 15, 60, 300, 900, 1800, 3600, float("inf"))
+LAG_BUCKETS: Final = (0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 3600, float("inf"))
+_LABELS: Final = ("workflow", "trigger")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamStats:
+    """What a change-stream trigger's `stream_stats()` reports at scrape time."""
+
+    events_handled: int
+    token_saved_at: datetime | None  # when this process last saved the resume token
+    dead_letters: int = 0
+
+
+class RunMetrics:
+    """Counts, times and tracks runs for Prometheus; add it to `Dispatcher.observers`."""
+
+    def __init__(self, workflow: str, now: Callable[[], datetime]) -> None:
+        self.workflow = workflow
+        self.registry = CollectorRegistry()
+        self.runs = Counter(
+            "dataflow_runs", "Finished run attempts by trigger and status",
+            [*_LABELS, "status"], registry=self.registry,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "dataflow_run_duration_seconds", "Run attempt duration",
+            _LABELS, buckets=DURATION_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.fire_lag = Histogram(
+            "dataflow_fire_lag_seconds", "Run start minus its scheduled fire time",
+            _LABELS, buckets=LAG_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "dataflow_runs_in_flight", "Runs executing now", _LABELS, registry=self.registry
+        )
+        self.streams = StreamCollector(workflow, now)
+        self.registry.register(self.streams)
+
+    def watch(self, triggers: Iterable[Trigger]) -> None:
+        """Show every trigger from the start (in-flight 0) and read stream triggers' stats."""
+        triggers = list(triggers)
+        for trigger in triggers:
+            self.in_flight.labels(self.workflow, trigger.name).set(0)
+        self.streams.triggers = [t for t in triggers if stream_stats(t) is not None]
+
+    # -- RunObserver ----------------------------------------------------------------------------
+    def run_started(self, run: Run) -> None:
+        self.in_flight.labels(self.workflow, run.trigger).inc()
+        if run.scheduled_at is not None and run.attempt == 1:
+            lag = (run.started_at - run.scheduled_at).total_seconds()
+            self.fire_lag.labels(self.workflow, run.trigger).observe(max(lag, 0.0))
+
+    def run_finished(self, run: Run, status: RunStatus, duration: float) -> None:
+        self.in_flight.labels(self.workflow, run.trigger).dec()
+        self.runs.labels(self.workflow, run.trigger, status.value).inc()
+        self.duration.labels(self.workflow, run.trigger).observe(duration)
+
+    def run_skipped(self, trigger: str) -> None:
+        self.runs.labels(self.workflow, trigger, RunStatus.SKIPPED.value).inc()
+
+
+class StreamCollector(Collector):
+    """Reads change-stream triggers' own counters when Prometheus scrapes."""
+
+    def __init__(self, workflow: str, now: Callable[[], datetime]) -> None:
+        self.workflow = workflow
+        self.now = now
+        self.triggers: list[Trigger] = []
+
+    def collect(self) -> Iterator[Metric]:
+        events = CounterMetricFamily(
+            "dataflow_change_events", "Change events handled", labels=_LABELS
+        )
+        letters = CounterMetricFamily(
+            "dataflow_change_dead_letters", "Change events sent to the dead-letter table",
+            labels=_LABELS,
+        )  # fmt: skip
+        age = GaugeMetricFamily(
+            "dataflow_resume_token_age_seconds",
+            "Seconds since a change stream last saved its resume token",
+            labels=_LABELS,
+        )
+        for trigger in self.triggers:
+            stats = stream_stats(trigger)
+            if stats is None:
+                continue
+            events.add_metric([self.workflow, trigger.name], stats.events_handled)
+            letters.add_metric([self.workflow, trigger.name], stats.dead_letters)
+            if stats.token_saved_at is not None:
+                seconds = (self.now() - stats.token_saved_at).total_seconds()
+                age.add_metric([self.workflow, trigger.name], max(seconds, 0.0))
+        yield events
+        yield letters
+        yield age
+
+
+def stream_stats(trigger: Trigger) -> StreamStats | None:
+    """A trigger's own report (`stream_stats()`, defined by change-stream triggers), or None."""
+    report = getattr(trigger, "stream_stats", None)
+    if not callable(report):
+        return None
+    stats = report()
+    return stats if isinstance(stats, StreamStats) else None
