@@ -23,7 +23,7 @@ def declared_connections(workflow: Workflow) -> dict[str, object]:
     custom = getattr(workflow, "connections", None)
     if callable(custom):
         return dict(custom())
-    held = _held(workflow)
+    held = held_connections(workflow)
     return {**held, **_stream_sources(workflow, list(held.values()))}
 
 
@@ -36,7 +36,8 @@ def is_connection(value: object) -> bool:
     return module is not None and isinstance(value, module.MongoDBAsync)
 
 
-def _held(workflow: Workflow) -> dict[str, object]:
+def held_connections(workflow: Workflow) -> dict[str, object]:
+    """The connections the workflow holds as attributes (the runtime closes them at stop)."""
     found: dict[str, object] = {}
     for cls in reversed(type(workflow).__mro__):
         if cls in (object, Workflow):

@@ -26,9 +26,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from dataflow import Runtime, Settings, SettingsError, Workflow, cronjob, current_run, startup
 from dataflow._run import Run, RunStatus
 from dataflow.runtime._health import MetricsServer
-from dataflow.runtime._metrics import RunMetrics, StreamStats
+from dataflow.runtime._metrics import RunMetrics
 from dataflow.testing import FakeClock
-from dataflow.triggers.base import Trigger, TriggerContext
+from dataflow.triggers.base import StreamStats, Trigger, TriggerContext
 from tests._runtime import START
 
 ROOT = Path(__file__).resolve().parent.parent

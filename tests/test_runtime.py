@@ -289,3 +289,24 @@ async def test_two_runtimes_cannot_share_a_state_file(tmp_path: Path) -> None:
         second = Runtime(W(), settings=Settings(state_path=tmp_path / "state.db"))
         with pytest.raises(StateStoreError, match="another dataflow process is running"):
             await second.run()
+
+
+async def test_the_connections_a_workflow_holds_are_closed_at_stop(tmp_path: Path) -> None:
+    from dataflow.connection import SQLiteConnection
+
+    class W(Workflow):
+        workflow_name = "w"
+
+        def __init__(self) -> None:
+            self.cache = SQLiteConnection(tmp_path / "cache.db")
+
+        @startup
+        def open_cache(self) -> None:
+            self.cache.connect()
+            self.cache.execute("CREATE TABLE t (x)")
+
+    workflow = W()
+    async with running(workflow, tmp_path):
+        pass
+    with pytest.raises(Exception, match="not connected"):
+        workflow.cache.fetch("SELECT * FROM t")

@@ -8,21 +8,22 @@ stop (second signal): cancel at once
 
 from __future__ import annotations
 
+import inspect
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 
+from dataflow import _offload
 from dataflow._clock import Clock, SystemClock
 from dataflow._errors import StartupFailed, TriggerFailed
 from dataflow._logging import get_logger
 from dataflow._settings import Settings
 from dataflow._workflow import Workflow
+from dataflow._workflow_connections import held_connections
 from dataflow.runtime._dispatcher import Dispatcher
+from dataflow.runtime._groups import first_error, unwrap
 from dataflow.runtime._health import MetricsServer, serve_metrics
 from dataflow.runtime._lock import exclusive_lock
 from dataflow.runtime._metrics import RunMetrics
@@ -31,6 +32,7 @@ from dataflow.triggers.base import Trigger, TriggerContext
 from dataflow.triggers.startup import StartupTrigger
 
 log = get_logger("dataflow.runtime")
+_CLOSE_TIMEOUT = 5.0  # seconds each connection gets to close at stop
 
 
 class Runtime:
@@ -83,19 +85,26 @@ class Runtime:
     async def run(self, *, handle_signals: bool = False) -> None:
         triggers = self.workflow.triggers()
         with exclusive_lock(self.state.path):
-            await self._run(triggers, handle_signals)
+            try:
+                await self._run(triggers, handle_signals)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._close_connections()
         log.info("workflow stopped", workflow=self.name)
 
-    async def _run(self, triggers: list[Trigger], handle_signals: bool) -> None:
-        ctx = TriggerContext(
+    def context(self, interrupted: dict[str, list[RunRecord]] | None = None) -> TriggerContext:
+        """What triggers get from this runtime: clock, state, runner, the stop signal."""
+        return TriggerContext(
             workflow=self.name, clock=self.clock, state=self.state,
-            runner=self.dispatcher, stopping=self.stopping,
-            interrupted=await self._recover_interrupted(),
+            runner=self.dispatcher, stopping=self.stopping, interrupted=interrupted or {},
         )  # fmt: skip
+
+    async def _run(self, triggers: list[Trigger], handle_signals: bool) -> None:
+        ctx = self.context(await self._recover_interrupted())
         self.metrics.watch(triggers)
         async with serve_metrics(self.settings, self.metrics.registry, lambda: self.phase) as srv:
             self.metrics_server = srv
-            with _first_error((StartupFailed, TriggerFailed)):
+            with first_error(StartupFailed, TriggerFailed):
                 await self._run_groups(triggers, ctx, handle_signals)
 
     async def _run_groups(
@@ -107,12 +116,21 @@ class Runtime:
             tg.start_soon(self._cancel_after_grace)
             log.info("workflow starting", workflow=self.name, triggers=len(triggers))
             with self._hard_scope:
-                await self._run_startup([t for t in triggers if isinstance(t, StartupTrigger)], ctx)
+                await self.run_startup([t for t in triggers if isinstance(t, StartupTrigger)], ctx)
                 if not self.stopping.is_set():
                     await self._serve_triggers(
                         [t for t in triggers if not isinstance(t, StartupTrigger)], ctx
                     )
             tg.cancel_scope.cancel()
+
+    async def _close_connections(self) -> None:
+        """Disconnect what the workflow holds; a connection that hangs is left behind."""
+        for name, connection in held_connections(self.workflow).items():
+            with anyio.move_on_after(_CLOSE_TIMEOUT):
+                try:
+                    await _disconnect(connection)
+                except Exception as exc:
+                    log.warning("closing a connection failed", connection=name, error=str(exc))
 
     async def _recover_interrupted(self) -> dict[str, list[RunRecord]]:
         """Find runs the previous process left unfinished; their triggers decide what to do."""
@@ -124,7 +142,8 @@ class Runtime:
             by_trigger.setdefault(record.trigger, []).append(record)
         return by_trigger
 
-    async def _run_startup(self, startups: list[StartupTrigger], ctx: TriggerContext) -> None:
+    async def run_startup(self, startups: list[StartupTrigger], ctx: TriggerContext) -> None:
+        """All startup handlers at once; the first failure cancels the rest."""
         async with anyio.create_task_group() as tg:
             for trigger in startups:
                 tg.start_soon(trigger.serve, ctx, name=f"startup {trigger.name}")
@@ -150,7 +169,7 @@ class Runtime:
                 await tg.start(trigger.serve, ctx)
                 task_status.started()
         except Exception as exc:
-            raise TriggerFailed(trigger.name, _unwrap(exc)) from exc
+            raise TriggerFailed(trigger.name, unwrap(exc)) from exc
 
     async def _cancel_after_grace(self) -> None:
         await self.stopping.wait()
@@ -179,27 +198,14 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _unwrap(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
-@contextmanager
-def _first_error(kind: tuple[type[Exception], ...]) -> Iterator[None]:
-    """Turn the task group's exception group into its first `kind` error, for a clear exit."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        matched, _ = group.split(kind)
-        if matched is None:
-            raise
-        raise _first_leaf(matched) from None
-
-
-def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+async def _disconnect(connection: object) -> None:
+    disconnect = getattr(connection, "disconnect", None)
+    if disconnect is None:
+        return
+    if inspect.iscoroutinefunction(disconnect):
+        await disconnect()
+    else:
+        await _offload.run_sync(disconnect, abandon_on_cancel=True)
 
 
 async def run_workflow(

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -21,9 +19,10 @@ from anyio.abc import TaskStatus
 from dataflow._errors import SettingsError, StartupFailed, WorkflowNotFound
 from dataflow._run import RunStatus
 from dataflow._workflow import Workflow
+from dataflow.runtime._groups import first_error
 from dataflow.runtime._lifecycle import Runtime
 from dataflow.state import DeadLetter
-from dataflow.triggers.base import RunHandle, RunPolicy, RunRequest, Trigger, TriggerContext
+from dataflow.triggers.base import RunHandle, RunPolicy, RunRequest, Trigger
 from dataflow.triggers.startup import StartupTrigger
 
 
@@ -35,12 +34,12 @@ async def run_trigger_once(
     target = find_trigger(runtime.workflow, triggers, trigger_name)
     request = manual_request(runtime.workflow, target, payload)
     handle = RunHandle(request)
-    with _first_error(StartupFailed), anyio.CancelScope() as scope:
+    with first_error(StartupFailed), anyio.CancelScope() as scope:
         async with anyio.create_task_group() as tg:
             await tg.start(_cancel_on_signal, handle, scope)
             if startup:
                 others = [t for t in triggers if isinstance(t, StartupTrigger) and t is not target]
-                await _run_startup(others, _context(runtime))
+                await runtime.run_startup(others, runtime.context())
             await runtime.dispatcher.run(request, handle)
             tg.cancel_scope.cancel()
     return handle
@@ -113,37 +112,6 @@ def _handler_args(workflow: Workflow, trigger: Trigger, payload: Any) -> tuple[A
             "give it with --payload JSON"
         )
     return (payload,) if len(wanted) == 1 else tuple(payload)
-
-
-def _context(runtime: Runtime) -> TriggerContext:
-    return TriggerContext(
-        workflow=runtime.name, clock=runtime.clock, state=runtime.state,
-        runner=runtime.dispatcher, stopping=runtime.stopping,
-    )  # fmt: skip
-
-
-async def _run_startup(startups: list[StartupTrigger], ctx: TriggerContext) -> None:
-    """All startup handlers at once; the first failure cancels the rest."""
-    async with anyio.create_task_group() as tg:
-        for trigger in startups:
-            tg.start_soon(trigger.serve, ctx, name=f"startup {trigger.name}")
-
-
-@contextmanager
-def _first_error(kind: type[Exception]) -> Iterator[None]:
-    """Raise the first `kind` error alone, out of the task groups' exception groups."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        matched, _ = group.split(kind)
-        if matched is None:
-            raise
-        raise _first_leaf(matched) from None
-
-
-def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def _cancel_on_signal(

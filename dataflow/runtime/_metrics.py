@@ -9,7 +9,6 @@ nothing about the schedule). A change-stream trigger is asked at scrape time thr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
@@ -23,15 +22,6 @@ from dataflow.triggers.base import Trigger
 DURATION_BUCKETS: Final = (0.05, 0.25, 1, 5, 15, 60, 300, 900, 1800, 3600, float("inf"))
 LAG_BUCKETS: Final = (0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 3600, float("inf"))
 _LABELS: Final = ("workflow", "trigger")
-
-
-@dataclass(frozen=True, kw_only=True)
-class StreamStats:
-    """What a change-stream trigger's `stream_stats()` reports at scrape time."""
-
-    events_handled: int
-    token_saved_at: datetime | None  # when this process last saved the resume token
-    dead_letters: int = 0
 
 
 class RunMetrics:
@@ -63,7 +53,7 @@ class RunMetrics:
         triggers = list(triggers)
         for trigger in triggers:
             self.in_flight.labels(self.workflow, trigger.name).set(0)
-        self.streams.triggers = [t for t in triggers if stream_stats(t) is not None]
+        self.streams.triggers = [t for t in triggers if t.stream_stats() is not None]
 
     # -- RunObserver ----------------------------------------------------------------------------
     def run_started(self, run: Run) -> None:
@@ -103,7 +93,7 @@ class StreamCollector(Collector):
             labels=_LABELS,
         )
         for trigger in self.triggers:
-            stats = stream_stats(trigger)
+            stats = trigger.stream_stats()
             if stats is None:
                 continue
             events.add_metric([self.workflow, trigger.name], stats.events_handled)
@@ -114,12 +104,3 @@ class StreamCollector(Collector):
         yield events
         yield letters
         yield age
-
-
-def stream_stats(trigger: Trigger) -> StreamStats | None:
-    """A trigger's own report (`stream_stats()`, defined by change-stream triggers), or None."""
-    report = getattr(trigger, "stream_stats", None)
-    if not callable(report):
-        return None
-    stats = report()
-    return stats if isinstance(stats, StreamStats) else None

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -25,11 +25,8 @@ from dataflow._mongo import Document
 from dataflow.triggers._change_pump import Pump, event_time
 from dataflow.triggers._change_source import StreamSource, describe_source
 from dataflow.triggers._checkpoint import loads
-from dataflow.triggers.base import RunRequest, Trigger, TriggerContext
+from dataflow.triggers.base import RunRequest, StreamStats, Trigger, TriggerContext
 from dataflow.triggers.mongo_change_listener import ChangeStreamSpec
-
-if TYPE_CHECKING:
-    from dataflow.runtime._metrics import StreamStats
 
 T = TypeVar("T")
 _HALT_WAIT = 1.0  # seconds a hard-stopped pump gets to return before it is abandoned
@@ -73,11 +70,12 @@ class ChangeStreamTrigger(Trigger):
         return f"{describe_source(self.spec.source)} {self.spec.namespace}{only}"
 
     def stream_stats(self) -> StreamStats:
-        # The metrics module defines the shape it reads; imported on a scrape only.
-        from dataflow.runtime._metrics import StreamStats
-
         stats = self.stats
-        return StreamStats(events_handled=stats.events_handled, token_saved_at=stats.token_saved_at)
+        return StreamStats(
+            events_handled=stats.events_handled,
+            token_saved_at=stats.token_saved_at,
+            dead_letters=stats.dead_letters,
+        )
 
     def request_for(self, event: Document) -> RunRequest:
         return RunRequest(

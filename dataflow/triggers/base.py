@@ -98,6 +98,15 @@ class TriggerContext:
     interrupted: Mapping[str, list[RunRecord]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, kw_only=True)
+class StreamStats:
+    """What a streaming trigger reports about itself (metrics, inspection)."""
+
+    events_handled: int
+    token_saved_at: datetime | None  # when this process last saved the stream position
+    dead_letters: int = 0
+
+
 class Trigger(ABC):
     kind: ClassVar[str]
     # True: the runtime cancels `serve` on the first stop signal (its runs keep their grace).
@@ -116,6 +125,10 @@ class Trigger(ABC):
 
     def describe(self) -> str:
         return self.kind
+
+    def stream_stats(self) -> StreamStats | None:
+        """Streaming triggers report their counters here; others have none."""
+        return None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,126 @@
+"""What every run goes through however it executes: its record, log lines and observers.
+
+Blocking (SQLite) and thread-safe: the async dispatcher offloads these calls, the in-thread
+path (change streams) calls them directly.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from dataflow._clock import Clock
+from dataflow._logging import get_logger
+from dataflow._run import Run, RunStatus, TriggerState
+from dataflow.state import StateStore
+from dataflow.triggers.base import RunOutcome, RunRequest
+
+log = get_logger("dataflow.run")
+
+
+class RunObserver(Protocol):
+    """Told about every run (on the thread that records it); must be quick and not raise."""
+
+    def run_started(self, run: Run) -> None: ...
+
+    def run_finished(self, run: Run, status: RunStatus, duration: float) -> None: ...
+
+    def run_skipped(self, trigger: str) -> None: ...
+
+
+class RunBook:
+    def __init__(self, workflow: str, state: StateStore, clock: Clock) -> None:
+        self.workflow = workflow
+        self.state = state
+        self.clock = clock
+        self.observers: list[RunObserver] = []  # metrics and the like; called on each run
+
+    def new_run(
+        self, request: RunRequest, attempt: int, cancel: threading.Event | None = None
+    ) -> Run:
+        return Run(
+            run_id=uuid.uuid4().hex, workflow=self.workflow, trigger=request.trigger,
+            scheduled_at=request.scheduled_at, started_at=self.clock.now(), attempt=attempt,
+            payload=request.payload,
+            state=TriggerState(self.state, self.workflow, request.trigger),
+            _cancel_requested=threading.Event() if cancel is None else _CancelFlag(cancel),
+        )  # fmt: skip
+
+    def started(self, run: Run) -> None:
+        self.state.record_run_start(
+            run.run_id, self.workflow, run.trigger, run.scheduled_at, run.started_at, run.attempt
+        )
+        log.info("run started", scheduled_at=_iso(run.scheduled_at), attempt=run.attempt)
+        for observer in self.observers:
+            observer.run_started(run)
+
+    def finished(self, run: Run, outcome: RunOutcome) -> None:
+        error = None
+        if outcome.error is not None:
+            error = "".join(traceback.format_exception(outcome.error)).strip()
+        ended_at = self.clock.now()
+        self.state.record_run_end(run.run_id, outcome.status, ended_at, error)
+        seconds = (ended_at - run.started_at).total_seconds()
+        log.info("run finished", status=outcome.status.value, duration=seconds)
+        for observer in self.observers:
+            observer.run_finished(run, outcome.status, seconds)
+
+    def skipped(self, request: RunRequest, reason: str) -> None:
+        now, run_id = self.clock.now(), uuid.uuid4().hex
+        self.state.record_run_start(
+            run_id, self.workflow, request.trigger, request.scheduled_at, now
+        )
+        self.state.record_run_end(run_id, RunStatus.SKIPPED, now, reason)
+        for observer in self.observers:
+            observer.run_skipped(request.trigger)
+        log.warning("run skipped", trigger=request.trigger, reason=reason,
+                    scheduled_at=_iso(request.scheduled_at))  # fmt: skip
+
+
+def failed(run: Run, exc: Exception) -> RunOutcome:
+    """The outcome of a handler that raised: timed out if its deadline had passed."""
+    log.error("run failed", exc_info=exc, error=f"{type(exc).__name__}: {exc}")
+    return RunOutcome(RunStatus.TIMED_OUT if run.timed_out else RunStatus.FAILED, exc)
+
+
+def completed(run: Run, timeout: float | None) -> RunOutcome:
+    """The outcome of a handler that returned (it may have stopped early when flagged)."""
+    if run.timed_out:
+        log.error("run timed out", timeout=timeout)
+        error = TimeoutError(f"run exceeded its timeout of {timeout or 0:g} s")
+        return RunOutcome(RunStatus.TIMED_OUT, error)
+    return RunOutcome(RunStatus.CANCELLED if run.cancelled else RunStatus.SUCCEEDED)
+
+
+@contextmanager
+def thread_deadline(run: Run, timeout: float | None) -> Iterator[None]:
+    """A thread cannot be cancelled: at the deadline the run is flagged timed out and
+    cancelled (the handler sees `current_run().cancelled`; SQL statements are stopped)."""
+    timer = threading.Timer(timeout, run.expire) if timeout is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+class _CancelFlag(threading.Event):
+    """A run's cancel flag that also reads as set once `parent` (a trigger's hard stop) is."""
+
+    def __init__(self, parent: threading.Event) -> None:
+        super().__init__()
+        self._parent = parent
+
+    def is_set(self) -> bool:
+        return super().is_set() or self._parent.is_set()
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
