@@ -13,7 +13,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Se
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dataflow._connection_base import Connection, DataflowConnectionError
+from dataflow._connection_base import DataflowConnectionError
 from dataflow._sql_core import (
     DataflowSQLError,
     ErrorKind,
@@ -21,6 +21,7 @@ from dataflow._sql_core import (
     QueryCancelledError,
     QueryTimeoutError,
     Slot,
+    SqlConnection,
     ThreadSlots,
     column_names,
     one_line,
@@ -37,7 +38,7 @@ _MEMORY = ":memory:"
 _INTERRUPTED = "SQLITE_INTERRUPT"
 
 
-class SQLiteConnection(Connection):
+class SQLiteConnection(SqlConnection):
     """A SQLite database file (or `:memory:`), safe to use from many worker threads.
 
     `SQLiteConnection("cache.db")` or `SQLiteConnection("sqlite:///cache.db")`. `timeout`
@@ -66,23 +67,6 @@ class SQLiteConnection(Connection):
 
     def __repr__(self) -> str:
         return f"SQLiteConnection({self.path!r})"
-
-    def connect(self) -> None:
-        """Open this thread's connection now, so an unusable path fails here."""
-        self._slots.open()
-        try:
-            self._slots.handle(self._slots.current())
-        except BaseException:
-            self._slots.close_all()
-            raise
-
-    def disconnect(self) -> None:
-        """Interrupt running statements and close every thread's connection."""
-        self._slots.close_all()
-
-    def cancel(self, thread_id: int | None = None) -> None:
-        """Interrupt the statement running on any thread (or only on `thread_id`)."""
-        self._slots.cancel(thread_id)
 
     def ping(self, *, timeout: float | None = None) -> None:
         try:
