@@ -15,6 +15,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import structlog
@@ -22,6 +23,7 @@ import structlog
 from dataflow._connection_base import Connection, DataflowConnectionError
 from dataflow._errors import DataflowError
 from dataflow._run import current_run_or_none
+from dataflow._watchdog import watchdog
 
 H = TypeVar("H")
 
@@ -147,17 +149,10 @@ class Slot(Generic[H]):
                 if self.cancelled or self.timed_out:
                     raise Interrupted
                 self.stopper = stopper
-            timer = (
-                threading.Timer(seconds, self.stop, kwargs={"timed_out": True}) if seconds else None
-            )
-            if timer is not None:
-                timer.daemon = True
-                timer.start()
             try:
-                yield
+                with watchdog(seconds, partial(self.stop, timed_out=True)):
+                    yield
             finally:
-                if timer is not None:
-                    timer.cancel()
                 with self.guard:
                     self.stopper = None
 

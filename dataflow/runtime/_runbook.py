@@ -9,13 +9,13 @@ from __future__ import annotations
 import threading
 import traceback
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from dataflow._clock import Clock
 from dataflow._logging import get_logger
 from dataflow._run import Run, RunStatus, TriggerState
+from dataflow._watchdog import watchdog
 from dataflow.state import StateStore
 from dataflow.triggers.base import RunOutcome, RunRequest
 
@@ -96,19 +96,10 @@ def completed(run: Run, timeout: float | None) -> RunOutcome:
     return RunOutcome(RunStatus.CANCELLED if run.cancelled else RunStatus.SUCCEEDED)
 
 
-@contextmanager
-def thread_deadline(run: Run, timeout: float | None) -> Iterator[None]:
+def thread_deadline(run: Run, timeout: float | None) -> AbstractContextManager[None]:
     """A thread cannot be cancelled: at the deadline the run is flagged timed out and
     cancelled (the handler sees `current_run().cancelled`; SQL statements are stopped)."""
-    timer = threading.Timer(timeout, run.expire) if timeout is not None else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
-    try:
-        yield
-    finally:
-        if timer is not None:
-            timer.cancel()
+    return watchdog(timeout, run.expire)
 
 
 class _CancelFlag(threading.Event):
