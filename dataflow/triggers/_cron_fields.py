@@ -8,6 +8,7 @@ either.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ class CronFields:
         )
 
 
+@functools.lru_cache(maxsize=4096)  # workflows repeat expressions; CronFields is immutable
 def parse_expression(expression: str) -> CronFields:
     """Parse 5 fields (or 6 with a leading seconds field) or a macro; raise CronError."""
     text = expression.strip()

@@ -55,8 +55,7 @@ class CronTrigger(Trigger):
         gate = OverlapGate(self.policy.overlap, ctx.runner)
         last_fire = await self._load_last_fire(ctx)
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(gate.serve)
+            async with gate.draining():
                 task_status.started()
                 if last_fire is not None:
                     last_fire = await self._catch_up(ctx, gate, last_fire, self._interrupted(ctx))

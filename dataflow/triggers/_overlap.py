@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from enum import StrEnum
 
 import anyio
@@ -65,6 +67,17 @@ class OverlapGate:
             for handle in self.active:
                 await handle.finished.wait()
             await anyio.lowlevel.checkpoint()
+
+    @asynccontextmanager
+    async def draining(self) -> AsyncIterator[None]:
+        """While the block runs, start queued fires; only queueing policies need a task."""
+        if self.policy not in (Overlap.QUEUE_ONE, Overlap.QUEUE_ALL):
+            yield
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.serve)
+            yield
+            tg.cancel_scope.cancel()
 
     async def serve(self) -> None:
         """Start queued fires one after another, each once the runs before it finished."""
