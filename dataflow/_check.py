@@ -54,7 +54,7 @@ def check_import(name: str, settings: Settings) -> tuple[Check, type[Workflow] |
     try:
         found = load_workflow(name, settings.workflows_dir)
     except WorkflowImportError as exc:
-        return Check("import", False, _first_and_last_line(str(exc))), None
+        return Check("import", False, str(exc).splitlines()[0]), None  # what and where
     except DataflowError as exc:
         return Check("import", False, str(exc)), None
     count = len(found.__triggers__)
@@ -163,8 +163,3 @@ def _safe(exc: BaseException) -> str:
     if not isinstance(exc, DataflowConnectionError):
         text = " ".join(redact_url(word) if "://" in word else word for word in text.split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _first_and_last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"

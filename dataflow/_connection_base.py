@@ -9,6 +9,7 @@ from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 _ODBC_SECRET = re.compile(r"(?i)\b(pwd|password)\s*=\s*(\{[^}]*\}|[^;]*)")
+_URL_SECRET = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*:/{0,2}[^\s/:@'\"]+:)[^\s@'\"]+@")
 
 
 def redact_url(url: str) -> str:
@@ -24,6 +25,12 @@ def redact_url(url: str) -> str:
 def redact_odbc(connection_string: str) -> str:
     """Return an ODBC connection string with `PWD=`/`Password=` values replaced by `***`."""
     return _ODBC_SECRET.sub(lambda m: f"{m.group(1)}=***", connection_string)
+
+
+def redact_text(text: str) -> str:
+    """Free text (a traceback showing a source line, a mistyped URI) with the passwords of
+    URL-like `scheme:/user:password@host` and ODBC `PWD=` values replaced by `***`."""
+    return redact_odbc(_URL_SECRET.sub(r"\1***@", text))
 
 
 class DataflowConnectionError(ConnectionError):

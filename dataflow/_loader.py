@@ -10,6 +10,7 @@ import types
 from collections.abc import Callable
 from pathlib import Path
 
+from dataflow._connection_base import redact_text
 from dataflow._errors import DataflowError, WorkflowError, WorkflowNotFound
 from dataflow._workflow import Workflow, implicit_workflow
 from dataflow.triggers.cronjob import CronError
@@ -18,10 +19,12 @@ _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 
 class WorkflowImportError(DataflowError):
-    """The workflow's own code raised while being imported; carries its traceback only."""
+    """The workflow's own code raised while being imported: one line saying what and where,
+    then its traceback (without importlib's and dataflow's frames)."""
 
-    def __init__(self, name: str, user_traceback: str) -> None:
-        super().__init__(f"workflow {name!r} failed to import:\n{user_traceback}")
+    def __init__(self, name: str, summary: str, user_traceback: str) -> None:
+        text = f"workflow {name!r} failed to import: {summary}\n{user_traceback}"
+        super().__init__(redact_text(text))  # a source line shown may hold a password
 
 
 def load_workflow(name: str, workflows_dir: Path = Path("workflows")) -> type[Workflow]:
@@ -109,16 +112,39 @@ def _guarded(name: str, load: Callable[[], types.ModuleType]) -> types.ModuleTyp
     except CronError as exc:
         raise WorkflowError(str(exc)) from None
     except Exception as exc:
-        raise WorkflowImportError(name, _user_traceback(exc)) from None
+        raise WorkflowImportError(name, _summary(exc), _user_traceback(exc)) from None
     return module
 
 
-def _user_traceback(exc: BaseException) -> str:
-    """The traceback without importlib's and dataflow's own frames."""
-    frames = [
+def _user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    return [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)
         if "importlib" not in frame.filename and not frame.filename.startswith(_PACKAGE_DIR)
     ]
-    lines = traceback.format_list(frames) + traceback.format_exception_only(exc)
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback without importlib's and dataflow's own frames."""
+    lines = traceback.format_list(_user_frames(exc)) + traceback.format_exception_only(exc)
     return "Traceback (most recent call last):\n" + "".join(lines).rstrip()
+
+
+def _summary(exc: BaseException) -> str:
+    """What went wrong and where, on one line: `SyntaxError: invalid syntax (x.py, line 4)`.
+    Where: the innermost frame in the project (the working directory), not in a library."""
+    if isinstance(exc, SyntaxError):
+        text, filename, line = str(exc.msg), exc.filename, exc.lineno
+    else:
+        frames = _user_frames(exc)
+        own = [f for f in frames if Path(f.filename).is_relative_to(Path.cwd())] or frames[:1]
+        text = str(exc)
+        filename, line = (own[-1].filename, own[-1].lineno) if own else (None, None)
+    where = f" ({_shown(filename)}, line {line})" if filename else ""
+    return f"{type(exc).__name__}: {' '.join(text.split())}{where}"
+
+
+def _shown(filename: str) -> str:
+    """A path relative to the working directory when it is inside it (`workflows/x.py`)."""
+    path = Path(filename)
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else filename

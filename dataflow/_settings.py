@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dataflow._errors import SettingsError
 
@@ -44,7 +45,7 @@ class Settings:
             log_level=read.choice(
                 "DATAFLOW_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
             ),
-            timezone=env.get("DATAFLOW_TIMEZONE") or None,
+            timezone=read.zone("DATAFLOW_TIMEZONE"),
             workflows_dir=Path(env.get("DATAFLOW_WORKFLOWS_DIR") or "workflows"),
             metrics_port=read.optional("DATAFLOW_METRICS_PORT", int),
             metrics_host=env.get("DATAFLOW_METRICS_HOST") or "127.0.0.1",
@@ -69,6 +70,20 @@ class _Reader:
         if value is not None and float(value) < 0:  # type: ignore[arg-type]
             raise SettingsError(f"{name} must not be negative")
         return default if value is None else value
+
+    def zone(self, name: str) -> str | None:
+        """An IANA zone name, checked here so the error names the variable (a cron trigger
+        would only say "unknown timezone", as if its own `timezone=` were wrong)."""
+        raw = self._env.get(name) or None
+        if raw is not None:
+            try:
+                ZoneInfo(raw)
+            except (ZoneInfoNotFoundError, ValueError, OSError):
+                raise SettingsError(
+                    f"{name}={raw!r} is not a valid time zone: use an IANA name such as "
+                    "'Europe/Berlin'"
+                ) from None
+        return raw
 
     def optional(self, name: str, kind: Callable[[str], T]) -> T | None:
         raw = self._env.get(name)

@@ -21,6 +21,7 @@ from typing import Any
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 COMMANDS = ("run", "list", "trigger", "history", "dead-letters", "check")
 Handler = Callable[[argparse.Namespace], int]
+_ABANDONED_WAIT = 0.5  # seconds abandoned threads get to return once the runtime has ended
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,18 +190,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(0, "run")
     args = build_parser().parse_args(args_list)
     handler: Handler = args.handler
-    return _report_errors(handler, args)
+    code = _report_errors(handler, args)
+    if argv is None:  # the process's entry point: `python -m dataflow`, the `dataflow` script
+        _exit_without_abandoned_threads(code)
+    return code
+
+
+def _exit_without_abandoned_threads(code: int) -> None:
+    """A sync handler that ignored its cancel still runs in a thread the runtime abandoned.
+    AnyIO's asyncio worker threads are not daemons, so the interpreter would wait for it for
+    ever after a clean stop: exit without it (the run is already recorded as cancelled)."""
+    offload = sys.modules.get("dataflow._offload")  # not loaded: no thread was ever started
+    if offload is None or not (stuck := offload.abandoned_threads(_ABANDONED_WAIT)):
+        return
+    from dataflow._logging import get_logger
+
+    get_logger("dataflow.runtime").warning("exiting without abandoned threads", threads=len(stuck))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _report_errors(handler: Handler, args: argparse.Namespace) -> int:
-    from dataflow._errors import DataflowError, StartupFailed, TriggerFailed
+    from dataflow._errors import DataflowError, SettingsError, StartupFailed, TriggerFailed
     from dataflow.state import StateStoreError
 
     try:
         return handler(args)
     except (StartupFailed, TriggerFailed, StateStoreError) as exc:
         _error(str(exc))
-        return EXIT_FAILED
+        # A missing or bad setting is bad input (2) even when only a trigger's start finds it
+        # (a change stream's URL variable): restarting the process would not help.
+        return EXIT_USAGE if isinstance(getattr(exc, "error", None), SettingsError) else EXIT_FAILED
     except DataflowError as exc:
         _error(str(exc))
         return EXIT_USAGE

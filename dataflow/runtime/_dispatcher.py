@@ -93,8 +93,13 @@ class Dispatcher(InThreadRuns):
         if handle is not None:
             handle.run = run
         with bound_contextvars(workflow=self.workflow, trigger=request.trigger, run_id=run.run_id):
-            await _offload.run_sync(partial(self.book.started, run))
+            # Start and end are recorded whatever happens: a stop landing while one of them waits
+            # for a worker thread (many do, under load) would leave the run `running` for ever,
+            # or its fire without any record.
+            with anyio.CancelScope(shield=True):
+                await _offload.run_sync(partial(self.book.started, run))
             try:
+                await anyio.lowlevel.checkpoint_if_cancelled()  # cancelled meanwhile: do not run
                 outcome = await self._execute(run, request)
             except anyio.get_cancelled_exc_class():
                 run.request_cancel()
@@ -102,7 +107,8 @@ class Dispatcher(InThreadRuns):
                     cancelled = RunOutcome(RunStatus.CANCELLED)
                     await _offload.run_sync(partial(self.book.finished, run, cancelled))
                 raise
-            await _offload.run_sync(partial(self.book.finished, run, outcome))
+            with anyio.CancelScope(shield=True):
+                await _offload.run_sync(partial(self.book.finished, run, outcome))
         return outcome
 
     async def _execute(self, run: Run, request: RunRequest) -> RunOutcome:

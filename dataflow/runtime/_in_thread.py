@@ -70,7 +70,7 @@ class InThreadRuns:
             self.book.started(run)
             token = set_current_run(run)
             try:
-                with thread_deadline(run, request.policy.timeout):
+                with self.book.executing(run), thread_deadline(run, request.policy.timeout):
                     request.handler(*request.args)
             except Exception as exc:
                 outcome = failed(run, exc)

@@ -27,7 +27,7 @@ from dataflow.runtime._groups import first_error, unwrap
 from dataflow.runtime._health import MetricsServer, serve_metrics
 from dataflow.runtime._lock import exclusive_lock
 from dataflow.runtime._metrics import RunMetrics
-from dataflow.state import RunRecord, StateStore
+from dataflow.state import RunRecord, StateStore, StateStoreError
 from dataflow.triggers.base import Trigger, TriggerContext
 from dataflow.triggers.startup import StartupTrigger
 
@@ -56,6 +56,7 @@ class Runtime:
         self.stopping = anyio.Event()
         self.started = anyio.Event()  # set once every trigger is serving
         self._hard_scope = anyio.CancelScope()
+        self._close_scope = anyio.CancelScope()  # closing connections; a second signal ends it
         # Metrics (own registry per runtime); served over HTTP while running if metrics_port is set.
         self.metrics = RunMetrics(self.name, self.clock.now)
         self.dispatcher.observers.append(self.metrics)
@@ -86,11 +87,32 @@ class Runtime:
         triggers = self.workflow.triggers()
         with exclusive_lock(self.state.path):
             try:
-                await self._run(triggers, handle_signals)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self._close_connections()
+                async with anyio.create_task_group() as watching:
+                    if handle_signals:
+                        # Watched to the very end, closing included: once the receiver closes,
+                        # asyncio resets SIGTERM to the default (killed, exit 143) and trio
+                        # raises KeyboardInterrupt wherever the loop is.
+                        await watching.start(self._watch_signals)
+                    try:
+                        await self._run(triggers)
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            await self._finish()
+                        watching.cancel_scope.cancel()
+            except BaseExceptionGroup as group:  # the watching group wraps what `_run` raised
+                error = group.exceptions[0] if len(group.exceptions) == 1 else group
+                raise error from error.__cause__  # hand it on as it was raised
         log.info("workflow stopped", workflow=self.name)
+
+    async def _finish(self) -> None:
+        """Record runs whose handler never returned, then close connections (a signal now
+        skips what is left of the closing)."""
+        try:
+            await self.state.call(self.dispatcher.book.cancel_stuck)
+        except StateStoreError as exc:  # the error that ended the run says more; keep it
+            log.error("abandoned runs not recorded", error=str(exc))
+        with self._close_scope:
+            await self._close_connections()
 
     def context(self, interrupted: dict[str, list[RunRecord]] | None = None) -> TriggerContext:
         """What triggers get from this runtime: clock, state, runner, the stop signal."""
@@ -99,24 +121,24 @@ class Runtime:
             runner=self.dispatcher, stopping=self.stopping, interrupted=interrupted or {},
         )  # fmt: skip
 
-    async def _run(self, triggers: list[Trigger], handle_signals: bool) -> None:
+    async def _run(self, triggers: list[Trigger]) -> None:
         ctx = self.context(await self._recover_interrupted())
         self.metrics.watch(triggers)
         async with serve_metrics(self.settings, self.metrics.registry, lambda: self.phase) as srv:
             self.metrics_server = srv
-            with first_error(StartupFailed, TriggerFailed):
-                await self._run_groups(triggers, ctx, handle_signals)
+            # A state store error in a run's bookkeeping (full disk) ends the runtime too: the
+            # CLI shows it as one line naming the state file, not as an exception group.
+            with first_error(StartupFailed, TriggerFailed, StateStoreError):
+                await self._run_groups(triggers, ctx)
 
-    async def _run_groups(
-        self, triggers: list[Trigger], ctx: TriggerContext, handle_signals: bool
-    ) -> None:
+    async def _run_groups(self, triggers: list[Trigger], ctx: TriggerContext) -> None:
         async with anyio.create_task_group() as tg:
-            if handle_signals:
-                await tg.start(self._watch_signals)
             tg.start_soon(self._cancel_after_grace)
             log.info("workflow starting", workflow=self.name, triggers=len(triggers))
             with self._hard_scope:
-                await self.run_startup([t for t in triggers if isinstance(t, StartupTrigger)], ctx)
+                if not self.stopping.is_set():  # a signal may have come during the recovery
+                    startups = [t for t in triggers if isinstance(t, StartupTrigger)]
+                    await self.run_startup(startups, ctx)
                 if not self.stopping.is_set():
                     await self._serve_triggers(
                         [t for t in triggers if not isinstance(t, StartupTrigger)], ctx
@@ -153,23 +175,30 @@ class Runtime:
             self.dispatcher.bind(runs)
             async with anyio.create_task_group() as firing:
                 for trigger in triggers:
+                    if self.stopping.is_set():  # stopped while the triggers were starting
+                        break
                     await firing.start(self._serve_one, trigger, ctx)
-                self.started.set()
-                log.info("workflow running", workflow=self.name, triggers=len(triggers))
+                else:
+                    self.started.set()
+                    log.info("workflow running", workflow=self.name, triggers=len(triggers))
             self.dispatcher.bind(None)
 
     async def _serve_one(
         self, trigger: Trigger, ctx: TriggerContext, *, task_status: TaskStatus[None]
     ) -> None:
         """Serve one trigger until stopping; wrap its failure so it names the trigger."""
+        ready = False
         try:
             async with anyio.create_task_group() as tg:
                 if trigger.cancel_on_stop:
                     tg.start_soon(_cancel_when_set, self.stopping, tg.cancel_scope)
                 await tg.start(trigger.serve, ctx)
+                ready = True
                 task_status.started()
         except Exception as exc:
             raise TriggerFailed(trigger.name, unwrap(exc)) from exc
+        if not ready:  # stopped before it was ready: done, not failed (else: RuntimeError,
+            task_status.started()  # "child exited without calling task_status.started()")
 
     async def _cancel_after_grace(self) -> None:
         await self.stopping.wait()
@@ -185,6 +214,7 @@ class Runtime:
                 log.info("signal received", signal=signal.Signals(signum).name)
                 if self.stopping.is_set():
                     self.cancel()
+                    self._close_scope.cancel()  # "at once": do not wait for slow connections
                 else:
                     self.stop()
 

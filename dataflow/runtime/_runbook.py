@@ -9,8 +9,11 @@ from __future__ import annotations
 import threading
 import traceback
 import uuid
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
+
+from structlog.contextvars import bound_contextvars
 
 from dataflow._clock import Clock
 from dataflow._logging import get_logger
@@ -38,6 +41,8 @@ class RunBook:
         self.state = state
         self.clock = clock
         self.observers: list[RunObserver] = []  # metrics and the like; called on each run
+        self._executing: dict[str, Run] = {}  # in-thread runs whose handler has not returned
+        self._lock = threading.Lock()
 
     def new_run(
         self, request: RunRequest, attempt: int, cancel: threading.Event | None = None
@@ -68,6 +73,29 @@ class RunBook:
         log.info("run finished", status=outcome.status.value, duration=seconds)
         for observer in self.observers:
             observer.run_finished(run, outcome.status, seconds)
+
+    @contextmanager
+    def executing(self, run: Run) -> Iterator[None]:
+        """Around a handler running inline in a thread the loop cannot cancel (change streams)."""
+        with self._lock:
+            self._executing[run.run_id] = run
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._executing.pop(run.run_id, None)
+
+    def cancel_stuck(self) -> None:
+        """At the runtime's end: an in-thread handler that never returned after its cancel (it
+        ignored `current_run().cancelled`; its thread is abandoned) would leave its run
+        `running` in the state file; record it cancelled while the store is still open."""
+        with self._lock:
+            stuck = list(self._executing.values())
+        for run in stuck:
+            with bound_contextvars(workflow=self.workflow, trigger=run.trigger, run_id=run.run_id):
+                log.warning("run abandoned: its handler did not return after the cancel")
+                error = RuntimeError("cancelled at shutdown; the handler did not return")
+                self.finished(run, RunOutcome(RunStatus.CANCELLED, error))
 
     def skipped(self, request: RunRequest, reason: str) -> None:
         now, run_id = self.clock.now(), uuid.uuid4().hex

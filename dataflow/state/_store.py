@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -71,7 +72,9 @@ class StateStore:
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(files("dataflow.state").joinpath("_schema.sql").read_text())
         except (sqlite3.Error, OSError) as exc:
-            raise StateStoreError(f"cannot open state store {self.path}: {exc}") from exc
+            raise StateStoreError(
+                f"cannot open state store {self.path}: {exc}{_read_only_hint(self.path)}"
+            ) from exc
         return db
 
     def close(self) -> None:
@@ -187,6 +190,15 @@ class StateStore:
                 "UPDATE dead_letters SET retried_at=?, retry_status=? WHERE id=?",
                 (_iso(datetime.now(UTC)), status, letter_id),
             )
+
+
+def _read_only_hint(path: Path) -> str:
+    """SQLite says only "unable to open database file" when the file system is read-only."""
+    try:
+        read_only = bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return ""
+    return " (the file system is read-only)" if read_only else ""
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:

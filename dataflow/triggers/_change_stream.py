@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import anyio
 from anyio.abc import TaskStatus
 
+from dataflow import _offload
 from dataflow._clock import Clock
 from dataflow._errors import SettingsError
 from dataflow._mongo import Document
@@ -101,10 +102,12 @@ class ChangeStreamTrigger(Trigger):
         limiter = anyio.CapacityLimiter(1)  # the pump's own thread: never waits for a token
         try:
             async with anyio.create_task_group() as tg:
-                await anyio.to_thread.run_sync(pump.start, abandon_on_cancel=True, limiter=limiter)
+                # tracked: a pump thread stuck in a handler must not keep the process alive
+                start, run = _offload.tracked(pump.start), _offload.tracked(pump.run)
+                await anyio.to_thread.run_sync(start, abandon_on_cancel=True, limiter=limiter)
                 tg.start_soon(_set_when, ctx.stopping, pump.stop.set)
                 task_status.started()
-                await anyio.to_thread.run_sync(pump.run, abandon_on_cancel=True, limiter=limiter)
+                await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=limiter)
                 tg.cancel_scope.cancel()
         finally:
             pump.halt()

@@ -118,13 +118,17 @@ class CronTrigger(Trigger):
             fire_at = self._next(fire_at)
 
     async def _fire(self, ctx: TriggerContext, gate: OverlapGate, fire_at: datetime) -> None:
-        await ctx.state.call(
-            ctx.state.set_state, ctx.workflow, self.name, LAST_FIRE, fire_at.isoformat()
-        )
         request = RunRequest(
             trigger=self.name, handler=self.handler, scheduled_at=fire_at, policy=self.policy.run
         )
-        await gate.submit(request)
+        # Shielded: once the fire time is saved as the last fire, its run must be started (or
+        # recorded skipped). A stop landing in between would lose the fire for good: neither
+        # run nor recorded, and a restart catches up only after the last fire.
+        with anyio.CancelScope(shield=True):
+            await ctx.state.call(
+                ctx.state.set_state, ctx.workflow, self.name, LAST_FIRE, fire_at.isoformat()
+            )
+            await gate.submit(request)
 
     async def _load_last_fire(self, ctx: TriggerContext) -> datetime | None:
         raw = await ctx.state.call(ctx.state.get_state, ctx.workflow, self.name, LAST_FIRE)

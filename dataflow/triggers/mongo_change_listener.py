@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeVar, get_args
 
+from dataflow._connection_base import redact_text
 from dataflow._errors import WorkflowError
 from dataflow.triggers.base import RunPolicy, Trigger, TriggerSpec, attach_spec
 
@@ -145,9 +146,9 @@ def _source(source: object) -> object:
     if isinstance(source, str):
         if "://" in source or _SETTING_NAME.fullmatch(source):
             return source
-        raise _error(
-            f"{source!r} is neither a mongodb:// URI nor a setting name (an environment variable "
-            "name such as 'CONRAD_MONGODB_URL')"
+        raise _error(  # redacted: a mistyped URI (`mongodb:/user:pw@host`) still holds a password
+            f"{redact_text(repr(source))} is neither a mongodb:// URI nor a setting name (an "
+            "environment variable name such as 'CONRAD_MONGODB_URL')"
         )
     mongo = sys.modules.get("dataflow._mongo")  # loaded if the caller could have built one
     if mongo is not None and isinstance(source, mongo.MongoDB | mongo.MongoDBAsync):
