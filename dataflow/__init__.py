@@ -63,7 +63,36 @@ _WHERE = {
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
-__all__ = sorted(_MODULE_OF)
+__all__ = [
+    "Clock",
+    "Connection",
+    "CronError",
+    "CronSchedule",
+    "DataflowConnectionError",
+    "DataflowError",
+    "MicrosoftSQLServerConnection",
+    "MongoDB",
+    "MongoDBAsync",
+    "OdbcConnection",
+    "Run",
+    "RunStatus",
+    "Runtime",
+    "SQLiteConnection",
+    "Settings",
+    "SettingsError",
+    "StartupFailed",
+    "SystemClock",
+    "TriggerFailed",
+    "Workflow",
+    "WorkflowError",
+    "WorkflowNotFound",
+    "cronjob",
+    "current_run",
+    "mongodb_change_stream",
+    "require_env",
+    "run_workflow",
+    "startup",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -132,3 +132,12 @@ def test_seed_import_paths_are_public() -> None:
     from dataflow.triggers.startup import startup as s
 
     assert c is cronjob and s is startup
+
+
+def test_public_names_are_listed_once_and_all_import() -> None:
+    """`__all__` is a literal (so mypy sees the re-exports) and matches the lazy map."""
+    import dataflow
+
+    assert dataflow.__all__ == sorted(dataflow._MODULE_OF)
+    for name in dataflow.__all__:
+        assert getattr(dataflow, name) is not None
