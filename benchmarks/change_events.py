@@ -65,7 +65,7 @@ def _workflow(source: Any, kind: str) -> Any:
 async def _dataflow_side(count: int, kind: str, tmp: Path) -> Result:
     from benchmarks._fake_stream import InMemoryChangeStream, InMemoryMongo, change_events
     from dataflow import Runtime, Settings, SystemClock
-    from dataflow._logging import configure_logging
+    from dataflow._core.logs import configure_logging
 
     stream = InMemoryChangeStream(change_events(count))
     with (tmp / "dataflow.log").open("w") as log_file:
@@ -131,8 +131,8 @@ def child(argv: list[str]) -> None:
 
 
 def run(sizes: Sizes) -> list[Row]:
-    if not has_module("dataflow.triggers._change_stream"):
-        raise Unavailable("dataflow/triggers/_change_stream.py does not exist yet")
+    if not has_module("dataflow.triggers._changestream.trigger"):
+        raise Unavailable("dataflow/triggers/_changestream/trigger.py does not exist yet")
     events = ("--events", str(sizes.events))
     children = [Child("change_events", ("--side", "raw", *events), timeout=1800)]
     for kind, backend in CASES:

@@ -47,7 +47,7 @@ def _record(lag: float) -> None:
 
 async def _dataflow_side(tmp: Path) -> None:
     from dataflow import Runtime, Settings, SystemClock, Workflow, cronjob, current_run
-    from dataflow._logging import configure_logging
+    from dataflow._core.logs import configure_logging
 
     class Precision(Workflow):
         @cronjob("* * * * * *", timezone="UTC")

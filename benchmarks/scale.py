@@ -66,7 +66,7 @@ def build_workflow(count: int, hour: int) -> Any:
 
 async def _dataflow_side(count: int, idle: float, tmp: Path) -> Result:
     from dataflow import Runtime, Settings, SystemClock
-    from dataflow._logging import configure_logging
+    from dataflow._core.logs import configure_logging
 
     with (tmp / "dataflow.log").open("w") as log_file:
         configure_logging("json", "info", stream=log_file)

@@ -2,54 +2,76 @@
 
 Everything a user needs is importable from here. Names load on first use, so the CLI's
 `--help` and `import dataflow` stay light (anyio, pandas, pymongo, pyodbc load when needed).
+The TYPE_CHECKING imports tell type checkers what each name is; `_WHERE` tells the runtime
+where to find it (tests/test_layout.py checks the two agree).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dataflow._core.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from dataflow._clock import Clock, SystemClock
-    from dataflow._connection_base import Connection, DataflowConnectionError
-    from dataflow._errors import (
-        DataflowError,
-        SettingsError,
-        StartupFailed,
-        TriggerFailed,
-        WorkflowError,
-        WorkflowNotFound,
+    from dataflow._core.clock import Clock as Clock
+    from dataflow._core.clock import SystemClock as SystemClock
+    from dataflow._core.errors import BulkUpsertError as BulkUpsertError
+    from dataflow._core.errors import ConnectionLostError as ConnectionLostError
+    from dataflow._core.errors import CronError as CronError
+    from dataflow._core.errors import DataflowConnectionError as DataflowConnectionError
+    from dataflow._core.errors import DataflowError as DataflowError
+    from dataflow._core.errors import DataflowSQLError as DataflowSQLError
+    from dataflow._core.errors import QueryCancelledError as QueryCancelledError
+    from dataflow._core.errors import QueryTimeoutError as QueryTimeoutError
+    from dataflow._core.errors import SettingsError as SettingsError
+    from dataflow._core.errors import StartupFailed as StartupFailed
+    from dataflow._core.errors import StateStoreError as StateStoreError
+    from dataflow._core.errors import TriggerFailed as TriggerFailed
+    from dataflow._core.errors import WorkflowError as WorkflowError
+    from dataflow._core.errors import WorkflowNotFound as WorkflowNotFound
+    from dataflow._core.run import Run as Run
+    from dataflow._core.run import RunStatus as RunStatus
+    from dataflow._core.run import current_run as current_run
+    from dataflow._core.settings import Settings as Settings
+    from dataflow._core.settings import require_env as require_env
+    from dataflow.connection import Connection as Connection
+    from dataflow.connection import MicrosoftSQLServerConnection as MicrosoftSQLServerConnection
+    from dataflow.connection import MongoDB as MongoDB
+    from dataflow.connection import MongoDBAsync as MongoDBAsync
+    from dataflow.connection import OdbcConnection as OdbcConnection
+    from dataflow.connection import SQLiteConnection as SQLiteConnection
+    from dataflow.runtime import Runtime as Runtime
+    from dataflow.runtime import run_workflow as run_workflow
+    from dataflow.triggers.cronjob import CronSchedule as CronSchedule
+    from dataflow.triggers.cronjob import cronjob as cronjob
+    from dataflow.triggers.mongo_change_listener import (
+        mongodb_change_stream as mongodb_change_stream,
     )
-    from dataflow._run import Run, RunStatus, current_run
-    from dataflow._settings import Settings, require_env
-    from dataflow._workflow import Workflow
-    from dataflow.connection import (
-        MicrosoftSQLServerConnection,
-        MongoDB,
-        MongoDBAsync,
-        OdbcConnection,
-        SQLiteConnection,
-    )
-    from dataflow.runtime import Runtime, run_workflow
-    from dataflow.triggers.cronjob import CronError, CronSchedule, cronjob
-    from dataflow.triggers.mongo_change_listener import mongodb_change_stream
-    from dataflow.triggers.startup import startup
+    from dataflow.triggers.startup import startup as startup
+    from dataflow.triggers.workflow import Workflow as Workflow
 
 _WHERE = {
-    "dataflow._clock": ("Clock", "SystemClock"),
-    "dataflow._connection_base": ("Connection", "DataflowConnectionError"),
-    "dataflow._errors": (
+    "dataflow._core.clock": ("Clock", "SystemClock"),
+    "dataflow._core.errors": (
+        "BulkUpsertError",
+        "ConnectionLostError",
+        "CronError",
+        "DataflowConnectionError",
         "DataflowError",
+        "DataflowSQLError",
+        "QueryCancelledError",
+        "QueryTimeoutError",
         "SettingsError",
         "StartupFailed",
+        "StateStoreError",
         "TriggerFailed",
         "WorkflowError",
         "WorkflowNotFound",
     ),
-    "dataflow._run": ("Run", "RunStatus", "current_run"),
-    "dataflow._settings": ("Settings", "require_env"),
-    "dataflow._workflow": ("Workflow",),
+    "dataflow._core.run": ("Run", "RunStatus", "current_run"),
+    "dataflow._core.settings": ("Settings", "require_env"),
     "dataflow.connection": (
+        "Connection",
         "MicrosoftSQLServerConnection",
         "MongoDB",
         "MongoDBAsync",
@@ -57,52 +79,10 @@ _WHERE = {
         "SQLiteConnection",
     ),
     "dataflow.runtime": ("Runtime", "run_workflow"),
-    "dataflow.triggers.cronjob": ("CronError", "CronSchedule", "cronjob"),
+    "dataflow.triggers.cronjob": ("CronSchedule", "cronjob"),
     "dataflow.triggers.mongo_change_listener": ("mongodb_change_stream",),
     "dataflow.triggers.startup": ("startup",),
+    "dataflow.triggers.workflow": ("Workflow",),
 }
-_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
-__all__ = [
-    "Clock",
-    "Connection",
-    "CronError",
-    "CronSchedule",
-    "DataflowConnectionError",
-    "DataflowError",
-    "MicrosoftSQLServerConnection",
-    "MongoDB",
-    "MongoDBAsync",
-    "OdbcConnection",
-    "Run",
-    "RunStatus",
-    "Runtime",
-    "SQLiteConnection",
-    "Settings",
-    "SettingsError",
-    "StartupFailed",
-    "SystemClock",
-    "TriggerFailed",
-    "Workflow",
-    "WorkflowError",
-    "WorkflowNotFound",
-    "cronjob",
-    "current_run",
-    "mongodb_change_stream",
-    "require_env",
-    "run_workflow",
-    "startup",
-]
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dataflow' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -171,10 +171,10 @@ def _json_value(text: str) -> object:
 
 
 def _lazy(name: str) -> Handler:
-    """The command body `dataflow._commands.<name>`, imported when the command runs."""
+    """The command body `dataflow._cli.commands.<name>`, imported when the command runs."""
 
     def handler(args: argparse.Namespace) -> int:
-        from dataflow import _commands
+        from dataflow._cli import commands as _commands
 
         command: Handler = getattr(_commands, name)
         return command(args)
@@ -200,10 +200,10 @@ def _exit_without_abandoned_threads(code: int) -> None:
     """A sync handler that ignored its cancel still runs in a thread the runtime abandoned.
     AnyIO's asyncio worker threads are not daemons, so the interpreter would wait for it for
     ever after a clean stop: exit without it (the run is already recorded as cancelled)."""
-    offload = sys.modules.get("dataflow._offload")  # not loaded: no thread was ever started
+    offload = sys.modules.get("dataflow._core.offload")  # not loaded: no thread was ever started
     if offload is None or not (stuck := offload.abandoned_threads(_ABANDONED_WAIT)):
         return
-    from dataflow._logging import get_logger
+    from dataflow._core.logs import get_logger
 
     get_logger("dataflow.runtime").warning("exiting without abandoned threads", threads=len(stuck))
     sys.stdout.flush()
@@ -212,8 +212,13 @@ def _exit_without_abandoned_threads(code: int) -> None:
 
 
 def _report_errors(handler: Handler, args: argparse.Namespace) -> int:
-    from dataflow._errors import DataflowError, SettingsError, StartupFailed, TriggerFailed
-    from dataflow.state import StateStoreError
+    from dataflow._core.errors import (
+        DataflowError,
+        SettingsError,
+        StartupFailed,
+        StateStoreError,
+        TriggerFailed,
+    )
 
     try:
         return handler(args)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import anyio
 import sniffio
 
-from dataflow._offload import threads_in_flight
+from dataflow._core.offload import threads_in_flight
 
 _SETTLE_ROUNDS = 1000
 

@@ -5,27 +5,22 @@ The pandas helpers load pandas on first use, so importing this module stays ligh
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from dataflow._logging import configure_logging, get_logger
-from dataflow._settings import Settings, require_env
+from dataflow._core.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from dataflow._frames import frame_to_documents, rows_to_frame
+    from dataflow._core.logs import configure_logging as configure_logging
+    from dataflow._core.logs import get_logger as get_logger
+    from dataflow._core.settings import Settings as Settings
+    from dataflow._core.settings import require_env as require_env
+    from dataflow.connection._frames import frame_to_documents as frame_to_documents
+    from dataflow.connection._frames import rows_to_frame as rows_to_frame
 
-__all__ = [
-    "Settings",
-    "configure_logging",
-    "frame_to_documents",
-    "get_logger",
-    "require_env",
-    "rows_to_frame",
-]
+_WHERE = {
+    "dataflow._core.logs": ("configure_logging", "get_logger"),
+    "dataflow._core.settings": ("Settings", "require_env"),
+    "dataflow.connection._frames": ("frame_to_documents", "rows_to_frame"),
+}
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("frame_to_documents", "rows_to_frame"):
-        from dataflow import _frames
-
-        return getattr(_frames, name)
-    raise AttributeError(f"module 'dataflow.utils' has no attribute {name!r}")
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _WHERE)

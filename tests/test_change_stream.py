@@ -15,7 +15,7 @@ import pytest
 
 from dataflow import Workflow, current_run, mongodb_change_stream
 from dataflow.state import StateStore
-from dataflow.triggers._checkpoint import loads
+from dataflow.triggers._changestream.checkpoint import loads
 from tests._change_stream_peer import (
     FakeOplog,
     change_streams,

@@ -15,9 +15,9 @@ from bson import Timestamp
 from dataflow import TriggerFailed, Workflow, mongodb_change_stream
 from dataflow.runtime._manual import retry_dead_letter
 from dataflow.state import StateStore
-from dataflow.triggers._change_source import ChangeStreamUnavailable
-from dataflow.triggers._change_stream import ChangeStreamTrigger
-from dataflow.triggers._checkpoint import loads
+from dataflow._core.errors import ChangeStreamUnavailable
+from dataflow.triggers._changestream.trigger import ChangeStreamTrigger
+from dataflow.triggers._changestream.checkpoint import loads
 from tests._change_stream_peer import (
     FakeOplog,
     change_streams,

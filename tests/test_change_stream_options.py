@@ -17,7 +17,7 @@ from bson import Timestamp
 
 import dataflow
 from dataflow import MongoDB, TriggerFailed, Workflow, WorkflowError, mongodb_change_stream
-from dataflow.triggers._change_stream import ChangeStreamTrigger
+from dataflow.triggers._changestream.trigger import ChangeStreamTrigger
 from tests._change_stream_peer import (
     EPOCH,
     change_streams,

@@ -112,7 +112,7 @@ def test_syntax_error_shows_only_the_users_traceback(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "broken")
     assert result.returncode == 2
     assert "broken.py" in result.stderr and "SyntaxError" in result.stderr
-    assert "importlib" not in result.stderr and "dataflow/_loader.py" not in result.stderr
+    assert "importlib" not in result.stderr and "dataflow/_cli/loader.py" not in result.stderr
 
 
 def test_import_error_in_user_code_shows_its_line(tmp_path: Path) -> None:

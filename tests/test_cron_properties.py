@@ -22,7 +22,7 @@ from cronsim import CronSim
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from dataflow.triggers._cron_schedule import CronSchedule
+from dataflow.triggers._cron.schedule import CronSchedule
 
 EXAMPLES = 300
 PROPERTY = settings(

@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dataflow.triggers._cron_schedule import CronError, CronSchedule, resolve_timezone
-from dataflow.triggers._cron_zone import machine_zone
+from dataflow._core.errors import CronError
+from dataflow.triggers._cron.schedule import CronSchedule, resolve_timezone
+from dataflow.triggers._cron.zone import machine_zone
 
 
 def fires(expression: str, zone: str, start: str, count: int = 4) -> list[str]:

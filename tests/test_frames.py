@@ -14,8 +14,8 @@ from bson.decimal128 import Decimal128
 from hypothesis import given
 from hypothesis import strategies as st
 
-import dataflow._frames as frames
-from dataflow._frames import frame_to_documents, rows_to_frame
+import dataflow.connection._frames as frames
+from dataflow.connection._frames import frame_to_documents, rows_to_frame
 
 UTC = dt.UTC
 

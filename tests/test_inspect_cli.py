@@ -25,8 +25,8 @@ import anyio
 import pytest
 
 from dataflow import Runtime, Settings
-from dataflow._cli_tables import print_table
-from dataflow._loader import load_workflow
+from dataflow._cli.tables import print_table
+from dataflow._cli.loader import load_workflow
 from dataflow.main import main
 from dataflow.state import StateStore
 from dataflow.testing import FakeClock
@@ -482,7 +482,7 @@ TOKEN = {"_data": "8265E3A4C0000000012B0229296E04"}  # cluster time 0x65E3A4C0 s
 
 def _feed(folder: Path, port: int) -> Path:
     """The feed workflow, with the position `orders` saved the way its checkpoint saves it."""
-    from dataflow.triggers._checkpoint import Checkpoint
+    from dataflow.triggers._changestream.checkpoint import Checkpoint
 
     path = write_workflow(folder, "feed", FEED.format(port=port))
     store = StateStore(folder / "state.db")
@@ -517,7 +517,7 @@ def test_trigger_and_retry_hand_a_stream_handler_a_bson_event(
     """The payload is Extended JSON: the handler gets BSON types, and nothing connects."""
     from bson import ObjectId
 
-    from dataflow.triggers._checkpoint import dumps
+    from dataflow.triggers._changestream.checkpoint import dumps
 
     _feed(tmp_path, unused_tcp_port)
     event = '{"_id": {"$oid": "65e3a4c0aaaaaaaaaaaaaaaa"}, "fullDocument": {"sku": "A1"}}'

@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from dataflow import Runtime, Settings, SettingsError, Workflow, cronjob, current_run, startup
-from dataflow._run import Run, RunStatus
+from dataflow._core.run import Run, RunStatus
 from dataflow.runtime._health import MetricsServer
 from dataflow.runtime._metrics import RunMetrics
 from dataflow.testing import FakeClock

@@ -15,8 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflow._connection_base import DataflowConnectionError
-from dataflow._mongo import BulkUpsertError, MongoDB, MongoDBAsync, UpsertManyResult
+from dataflow._core.errors import DataflowConnectionError
+from dataflow._core.errors import BulkUpsertError, UpsertManyResult
+from dataflow.connection import MongoDB, MongoDBAsync
 from tests._mockupdb_peer import (
     HANGUP,
     NO_REPLY,
@@ -306,7 +307,7 @@ def test_disconnect_is_bounded_when_the_server_never_answers(
     mongo: MockMongo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """pymongo's own close waits forever for an `endSessions` reply; ours gives up."""
-    monkeypatch.setattr("dataflow._mongo._CLOSE_TIMEOUT", 0.3)
+    monkeypatch.setattr("dataflow.connection._mongo._CLOSE_TIMEOUT", 0.3)
     db = MongoDB(mongo.url("shop"))
     db.connect()
     db.upsert("items", {"id": 1}, {"id": 1})

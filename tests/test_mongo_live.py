@@ -19,8 +19,9 @@ import anyio
 import pytest
 from pymongo import monitoring
 
-from dataflow._connection_base import DataflowConnectionError
-from dataflow._mongo import BulkUpsertError, MongoDB, MongoDBAsync
+from dataflow._core.errors import DataflowConnectionError
+from dataflow._core.errors import BulkUpsertError
+from dataflow.connection import MongoDB, MongoDBAsync
 
 pytestmark = pytest.mark.live
 

@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 import pyodbc
 import pytest
 
-from dataflow._mssql import (
+from dataflow.connection._mssql import (
     SqlServerTarget,
     build_connection_string,
     choose_driver,
     parse_mssql_url,
 )
-from dataflow._tsql import quote_name, quote_table, upsert_sql
+from dataflow.connection._tsql import quote_name, quote_table, upsert_sql
 from dataflow.connection import (
     DataflowConnectionError,
     MicrosoftSQLServerConnection,

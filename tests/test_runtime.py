@@ -192,7 +192,7 @@ async def test_a_blocking_sync_handler_does_not_block_other_triggers(tmp_path: P
 
 
 async def test_sync_handler_logs_carry_the_run_context(tmp_path: Path) -> None:
-    from dataflow._logging import get_logger
+    from dataflow._core.logs import get_logger
 
     done = threading.Event()
 
@@ -277,7 +277,7 @@ async def test_a_run_the_previous_process_left_running_is_caught_up_once(tmp_pat
 
 
 async def test_two_runtimes_cannot_share_a_state_file(tmp_path: Path) -> None:
-    from dataflow.state import StateStoreError
+    from dataflow._core.errors import StateStoreError
 
     class W(Workflow):
         workflow_name = "w"

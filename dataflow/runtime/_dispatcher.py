@@ -14,10 +14,10 @@ import anyio
 from anyio.abc import TaskGroup
 from structlog.contextvars import bound_contextvars
 
-from dataflow import _offload
-from dataflow._clock import Clock
-from dataflow._logging import get_logger
-from dataflow._run import Run, RunStatus, reset_current_run, set_current_run
+from dataflow._core import offload
+from dataflow._core.clock import Clock
+from dataflow._core.logs import get_logger
+from dataflow._core.run import Run, RunStatus, reset_current_run, set_current_run
 from dataflow.runtime._in_thread import InThreadRuns
 from dataflow.runtime._runbook import RunBook, RunObserver, completed, failed, thread_deadline
 from dataflow.state import StateStore
@@ -84,7 +84,7 @@ class Dispatcher(InThreadRuns):
         await self.clock.sleep_until(self.clock.now() + timedelta(seconds=delay))
 
     async def record_skipped(self, request: RunRequest, reason: str) -> None:
-        await _offload.run_sync(partial(self.book.skipped, request, reason))
+        await offload.run_sync(partial(self.book.skipped, request, reason))
 
     async def _attempt(
         self, request: RunRequest, attempt: int, handle: RunHandle | None
@@ -97,7 +97,7 @@ class Dispatcher(InThreadRuns):
             # for a worker thread (many do, under load) would leave the run `running` for ever,
             # or its fire without any record.
             with anyio.CancelScope(shield=True):
-                await _offload.run_sync(partial(self.book.started, run))
+                await offload.run_sync(partial(self.book.started, run))
             try:
                 await anyio.lowlevel.checkpoint_if_cancelled()  # cancelled meanwhile: do not run
                 outcome = await self._execute(run, request)
@@ -105,10 +105,10 @@ class Dispatcher(InThreadRuns):
                 run.request_cancel()
                 with anyio.CancelScope(shield=True):
                     cancelled = RunOutcome(RunStatus.CANCELLED)
-                    await _offload.run_sync(partial(self.book.finished, run, cancelled))
+                    await offload.run_sync(partial(self.book.finished, run, cancelled))
                 raise
             with anyio.CancelScope(shield=True):
-                await _offload.run_sync(partial(self.book.finished, run, outcome))
+                await offload.run_sync(partial(self.book.finished, run, outcome))
         return outcome
 
     async def _execute(self, run: Run, request: RunRequest) -> RunOutcome:
@@ -131,7 +131,7 @@ class Dispatcher(InThreadRuns):
 
     async def _call_in_thread(self, request: RunRequest) -> None:
         # AnyIO copies the context into the thread: current_run() and the log context go along.
-        await _offload.run_sync(
+        await offload.run_sync(
             partial(request.handler, *request.args),
             limiter=self.limiter, abandon_on_cancel=True, kind="handler",
         )  # fmt: skip

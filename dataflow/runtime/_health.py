@@ -21,10 +21,10 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 import anyio
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
-from dataflow import _offload
-from dataflow._errors import SettingsError
-from dataflow._logging import get_logger
-from dataflow._settings import Settings
+from dataflow._core import offload
+from dataflow._core.errors import SettingsError
+from dataflow._core.logs import get_logger
+from dataflow._core.settings import Settings
 
 log = get_logger("dataflow.metrics")
 READY_PHASE: Final = "running"
@@ -112,7 +112,7 @@ async def serve_metrics(
         return
     host, port = settings.metrics_host, settings.metrics_port
     try:
-        server = await _offload.run_sync(lambda: MetricsServer(host, port, registry, phase))
+        server = await offload.run_sync(lambda: MetricsServer(host, port, registry, phase))
     except OSError as exc:
         raise SettingsError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
     server.start()
@@ -122,4 +122,4 @@ async def serve_metrics(
     finally:
         server.closing = True
         with anyio.CancelScope(shield=True):  # even when cancelled: the port must be released
-            await _offload.run_sync(server.close)
+            await offload.run_sync(server.close)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import anyio
 from structlog.contextvars import bound_contextvars
 
-from dataflow._run import RunStatus, reset_current_run, set_current_run
+from dataflow._core.run import RunStatus, reset_current_run, set_current_run
 from dataflow.runtime._runbook import RunBook, completed, failed, thread_deadline
 from dataflow.triggers.base import RunOutcome, RunRequest
 

@@ -15,21 +15,22 @@ from datetime import datetime
 import anyio
 from anyio.abc import TaskStatus
 
-from dataflow import _offload
-from dataflow._clock import Clock, SystemClock
-from dataflow._errors import StartupFailed, TriggerFailed
-from dataflow._logging import get_logger
-from dataflow._settings import Settings
-from dataflow._workflow import Workflow
-from dataflow._workflow_connections import held_connections
+from dataflow._core import offload
+from dataflow._core.clock import Clock, SystemClock
+from dataflow._core.errors import StartupFailed, StateStoreError, TriggerFailed
+from dataflow._core.exports import publish
+from dataflow._core.logs import get_logger
+from dataflow._core.settings import Settings
+from dataflow.runtime._connections import held_connections
 from dataflow.runtime._dispatcher import Dispatcher
 from dataflow.runtime._groups import first_error, unwrap
 from dataflow.runtime._health import MetricsServer, serve_metrics
 from dataflow.runtime._lock import exclusive_lock
 from dataflow.runtime._metrics import RunMetrics
-from dataflow.state import RunRecord, StateStore, StateStoreError
+from dataflow.state import RunRecord, StateStore
 from dataflow.triggers.base import Trigger, TriggerContext
 from dataflow.triggers.startup import StartupTrigger
+from dataflow.triggers.workflow import Workflow
 
 log = get_logger("dataflow.runtime")
 _CLOSE_TIMEOUT = 5.0  # seconds each connection gets to close at stop
@@ -235,7 +236,7 @@ async def _disconnect(connection: object) -> None:
     if inspect.iscoroutinefunction(disconnect):
         await disconnect()
     else:
-        await _offload.run_sync(disconnect, abandon_on_cancel=True)
+        await offload.run_sync(disconnect, abandon_on_cancel=True)
 
 
 async def run_workflow(
@@ -251,3 +252,6 @@ async def run_workflow(
         await runtime.run(handle_signals=handle_signals)
     finally:
         runtime.state.close()
+
+
+publish('dataflow', Runtime, run_workflow)

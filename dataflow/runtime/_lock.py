@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dataflow.state import StateStoreError
+from dataflow._core.errors import StateStoreError
 
 
 @contextmanager

@@ -16,14 +16,14 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from dataflow._errors import SettingsError, StartupFailed, WorkflowNotFound
-from dataflow._run import RunStatus
-from dataflow._workflow import Workflow
+from dataflow._core.errors import SettingsError, StartupFailed, WorkflowNotFound
+from dataflow._core.run import RunStatus
 from dataflow.runtime._groups import first_error
 from dataflow.runtime._lifecycle import Runtime
 from dataflow.state import DeadLetter
 from dataflow.triggers.base import RunHandle, RunPolicy, RunRequest, Trigger
 from dataflow.triggers.startup import StartupTrigger
+from dataflow.triggers.workflow import Workflow
 
 
 async def run_trigger_once(

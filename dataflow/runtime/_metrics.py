@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from dataflow._run import Run, RunStatus
+from dataflow._core.run import Run, RunStatus
 from dataflow.triggers.base import Trigger
 
 DURATION_BUCKETS: Final = (0.05, 0.25, 1, 5, 15, 60, 300, 900, 1800, 3600, float("inf"))

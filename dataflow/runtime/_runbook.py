@@ -15,10 +15,10 @@ from typing import Any, Protocol
 
 from structlog.contextvars import bound_contextvars
 
-from dataflow._clock import Clock
-from dataflow._logging import get_logger
-from dataflow._run import Run, RunStatus, TriggerState
-from dataflow._watchdog import watchdog
+from dataflow._core.clock import Clock
+from dataflow._core.logs import get_logger
+from dataflow._core.run import Run, RunStatus, TriggerState
+from dataflow._core.watchdog import watchdog
 from dataflow.state import StateStore
 from dataflow.triggers.base import RunOutcome, RunRequest
 

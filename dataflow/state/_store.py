@@ -13,14 +13,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from dataflow import _offload
+from dataflow._core import offload
+from dataflow._core.errors import StateStoreError
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class StateStoreError(Exception):
-    """The state file cannot be opened or written (read-only, full disk, corrupt)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +80,7 @@ class StateStore:
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run one of this store's methods in a worker thread."""
-        return await _offload.run_sync(lambda: fn(*args, **kwargs))
+        return await offload.run_sync(lambda: fn(*args, **kwargs))
 
     @contextmanager
     def _cursor(self) -> Iterator[sqlite3.Cursor]:

@@ -17,9 +17,9 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import anyio
 from anyio.abc import TaskStatus
 
-from dataflow._clock import Clock
-from dataflow._errors import WorkflowError
-from dataflow._run import Run, RunStatus
+from dataflow._core.clock import Clock
+from dataflow._core.errors import WorkflowError
+from dataflow._core.run import Run, RunStatus
 from dataflow.state import RunRecord, StateStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,13 +98,23 @@ class TriggerContext:
     interrupted: Mapping[str, list[RunRecord]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass
 class StreamStats:
-    """What a streaming trigger reports about itself (metrics, inspection)."""
+    """What a streaming trigger reports about itself (metrics, inspection); the trigger keeps
+    one and updates it as it goes."""
 
-    events_handled: int
-    token_saved_at: datetime | None  # when this process last saved the stream position
+    events_handled: int = 0
     dead_letters: int = 0
+    last_cluster_time: datetime | None = None  # of the last event handled or dead-lettered
+    token_saved_at: datetime | None = None  # when the resume token was last saved
+    reopens: int = 0
+    invalidations: int = 0
+    history_gaps: int = 0
+
+    def token_age(self, now: datetime) -> float | None:
+        """Seconds since the position was last saved (None: not saved by this process)."""
+        saved = self.token_saved_at
+        return None if saved is None else max((now - saved).total_seconds(), 0.0)
 
 
 class Trigger(ABC):

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, get_args
 
-from dataflow._errors import WorkflowError
-from dataflow.triggers._cron_schedule import CronError, CronSchedule
-from dataflow.triggers._cron_trigger import Catchup, CronPolicy, CronTrigger
-from dataflow.triggers._overlap import Overlap
+from dataflow._core.errors import CronError, WorkflowError
+from dataflow.triggers._cron.overlap import Overlap
+from dataflow.triggers._cron.schedule import CronSchedule
+from dataflow.triggers._cron.trigger import Catchup, CronPolicy, CronTrigger
 from dataflow.triggers.base import RunPolicy, Trigger, TriggerSpec, attach_spec
 
 __all__ = ["CronError", "CronSchedule", "CronSpec", "CronTrigger", "cronjob"]
@@ -86,11 +86,3 @@ def _non_negative(option: str, value: float | None) -> float | None:
     if value is not None and value < 0:
         raise WorkflowError(f"@cronjob {option}={value!r} must not be negative")
     return value
-
-
-def _reexport() -> None:
-    CronError.__module__ = __name__
-    CronSchedule.__module__ = __name__
-
-
-_reexport()

@@ -4,8 +4,8 @@ Delivery is at-least-once with no gap: the stream's resume token is saved in the
 only after the handler succeeded (or the event went to the dead-letter table), and a restart
 resumes after the last saved token. See docs/change-streams.md.
 
-This module stays light (no pymongo): the trigger itself is built from `_change_stream` when
-the workflow starts.
+This module stays light (no pymongo): the trigger itself is built from `_changestream.trigger`
+when the workflow starts.
 """
 
 from __future__ import annotations
@@ -13,72 +13,40 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeVar, get_args
 
-from dataflow._connection_base import redact_text
-from dataflow._errors import WorkflowError
+from dataflow._core.errors import WorkflowError
+from dataflow._core.redact import redact_text
+from dataflow.triggers._changestream.policy import (
+    OPERATION_TYPES,
+    ChangeStreamPolicy,
+    OnError,
+    OnHistoryLost,
+    StreamOptions,
+)
 from dataflow.triggers.base import RunPolicy, Trigger, TriggerSpec, attach_spec
 
 __all__ = ["OPERATION_TYPES", "ChangeStreamPolicy", "ChangeStreamSpec", "mongodb_change_stream"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 S = TypeVar("S", bound=str)
-OnError = Literal["dead_letter", "stop"]
-OnHistoryLost = Literal["fail", "restart_from_now"]
 FullDocument = Literal["updateLookup", "whenAvailable", "required"]
 FullDocumentBefore = Literal["whenAvailable", "required", "off"]
 
-# MongoDB's change event types; those in EXPANDED_TYPES need `showExpandedEvents` (6.0+), which
-# the trigger turns on when one of them is asked for.
-EXPANDED_TYPES = frozenset(
-    {"create", "createIndexes", "dropIndexes", "modify", "shardCollection", "reshardCollection",
-     "refineCollectionShardKey"}
-)  # fmt: skip
-OPERATION_TYPES = frozenset(
-    {"insert", "update", "replace", "delete", "drop", "rename", "dropDatabase", "invalidate"}
-    | EXPANDED_TYPES
-)
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True, kw_only=True)
-class ChangeStreamPolicy:
-    """How the stream is read, checkpointed and recovered; `run` bounds each handler run."""
-
-    operation_types: tuple[str, ...] | None = None
-    full_document: str | None = None
-    full_document_before_change: str | None = None
-    start_at: datetime | None = None  # first start only, when no position is saved
-    on_error: OnError = "dead_letter"
-    on_history_lost: OnHistoryLost = "fail"
-    max_await_time: float = 1.0  # seconds a getMore waits: bounds how long a stop takes
-    checkpoint_interval: float = 10.0  # seconds between saves of an idle stream's position
-    reconnect_delay: float = 1.0  # first wait before reopening after a network error
-    reconnect_max_delay: float = 60.0
-    run: RunPolicy = field(default_factory=RunPolicy)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChangeStreamSpec(TriggerSpec):
+class ChangeStreamSpec(TriggerSpec, StreamOptions):
     kind: ClassVar[str] = "mongodb_change_stream"
     handler_args: ClassVar[tuple[str, ...]] = ("change_event",)
-    source: object  # a URI, a setting name, or a MongoDB / MongoDBAsync connection
-    database: str | None
-    collection: str | None
-    pipeline: tuple[Mapping[str, Any], ...] = ()
-    policy: ChangeStreamPolicy = field(default_factory=ChangeStreamPolicy)
 
     def build(self, handler: Callable[..., Any]) -> Trigger:
-        from dataflow.triggers._change_stream import ChangeStreamTrigger
+        from dataflow.triggers._changestream.trigger import ChangeStreamTrigger
 
         return ChangeStreamTrigger(self.trigger_name, handler, self)
-
-    @property
-    def namespace(self) -> str:
-        """`db.collection`, `db` (a whole database) or `*` (the whole deployment)."""
-        return ".".join(filter(None, (self.database, self.collection))) or "*"
 
 
 def mongodb_change_stream(
@@ -150,8 +118,7 @@ def _source(source: object) -> object:
             f"{redact_text(repr(source))} is neither a mongodb:// URI nor a setting name (an "
             "environment variable name such as 'CONRAD_MONGODB_URL')"
         )
-    mongo = sys.modules.get("dataflow._mongo")  # loaded if the caller could have built one
-    if mongo is not None and isinstance(source, mongo.MongoDB | mongo.MongoDBAsync):
+    if _is_mongo_connection(source):
         return source
     raise _error(
         f"the source must be a URI, a setting name or a MongoDB connection, not {source!r}"
@@ -216,3 +183,13 @@ def _non_negative(option: str, value: float) -> float:
     if not isinstance(value, int | float) or value < 0:
         raise _error(f"{option}={value!r} must not be negative")
     return float(value)
+
+
+def _is_mongo_connection(source: object) -> bool:
+    """A MongoDB or MongoDBAsync, checked without importing pymongo: their modules are loaded
+    if the caller could have built one."""
+    for module, name in (("_mongo", "MongoDB"), ("_mongo_async", "MongoDBAsync")):
+        loaded = sys.modules.get(f"dataflow.connection.{module}")
+        if loaded is not None and isinstance(source, getattr(loaded, name)):
+            return True
+    return False

@@ -9,8 +9,8 @@ from typing import Any, ClassVar, TypeVar, overload
 import anyio
 from anyio.abc import TaskStatus
 
-from dataflow._errors import StartupFailed
-from dataflow._run import RunStatus
+from dataflow._core.errors import StartupFailed
+from dataflow._core.run import RunStatus
 from dataflow.triggers._decorate import decorate
 from dataflow.triggers.base import (
     RunPolicy,

@@ -228,7 +228,7 @@ def test_syntax_error_in_a_workflow_file(tmp_path: Path) -> None:
     assert traceback[0] == "Traceback (most recent call last):"
     assert '    source = MongoDB("mongodb://etl:***@db.internal/shop"' in traceback
     assert traceback[-1] == "SyntaxError: '(' was never closed"
-    assert "importlib" not in result.stderr and "dataflow/_loader.py" not in result.stderr
+    assert "importlib" not in result.stderr and "dataflow/_cli/loader.py" not in result.stderr
     assert PASSWORD not in result.stdout + result.stderr
 
 

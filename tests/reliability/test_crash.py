@@ -133,7 +133,7 @@ def test_kill_9_mid_cron_run_is_handled_by_the_catch_up_policy(
 
 
 def _saved_position(state: Path) -> int:
-    from dataflow.triggers._checkpoint import loads
+    from dataflow.triggers._changestream.checkpoint import loads
 
     raw = state_value(state, "orders", "resume_token:shop.orders")
     assert raw is not None

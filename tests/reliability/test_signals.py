@@ -342,7 +342,7 @@ def started_process(
 
 
 def _token(text: str) -> dict[str, str]:
-    from dataflow.triggers._checkpoint import loads
+    from dataflow.triggers._changestream.checkpoint import loads
 
     value = loads(text)
     assert isinstance(value, dict)

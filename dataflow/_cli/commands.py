@@ -1,0 +1,200 @@
+"""The CLI commands' bodies, imported only when a command runs (keeps `--help` fast).
+
+`run` runs a workflow; `list`, `history` and `dead-letters` read the workflow and its state file
+without starting or connecting anything; `trigger` and `dead-letters --retry` run one handler
+once through the runtime's dispatcher; `check` tries everything a start would need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
+from types import FrameType
+from typing import TYPE_CHECKING, TypeVar
+
+from dataflow._cli.loader import load_workflow
+from dataflow._core.errors import SettingsError
+from dataflow._core.logs import configure_logging
+from dataflow._core.settings import Settings
+from dataflow.triggers.workflow import Workflow
+
+if TYPE_CHECKING:
+    from dataflow._cli.check import Check
+    from dataflow.runtime import Runtime
+    from dataflow.state import RunRecord
+    from dataflow.triggers.base import RunHandle
+
+T = TypeVar("T")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    overrides = {
+        "backend": getattr(args, "backend", None),
+        "log_format": getattr(args, "log_format", None),
+        "grace_period": getattr(args, "grace_period", None),
+        "state_path": getattr(args, "state", None),
+        "metrics_port": getattr(args, "metrics_port", None),
+    }
+    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def load(args: argparse.Namespace) -> tuple[Settings, type[Workflow]]:
+    if not args.workflow:
+        raise SettingsError("no workflow given: run `python -m dataflow NAME` or set WORKFLOW")
+    settings = settings_from(args)
+    sys.path.insert(0, ".")  # workflows import their own helpers relative to the project
+    return settings, load_workflow(args.workflow, settings.workflows_dir)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    import anyio
+
+    from dataflow.runtime import run_workflow
+
+    # Until the runtime watches signals, SIGTERM interrupts like SIGINT does (exit 130).
+    signal.signal(signal.SIGTERM, _interrupt)
+    settings, workflow_class = load(args)
+    configure_logging(settings.log_format, settings.log_level)
+    workflow = workflow_class()
+    anyio.run(partial(run_workflow, workflow, settings=settings), backend=settings.backend)
+    return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+# -- reading: list, history, dead letters -------------------------------------------------------
+def list_command(args: argparse.Namespace) -> int:
+    from dataflow._cli.describe import describe_triggers, open_existing_store
+    from dataflow._cli.views import show_triggers
+
+    settings, workflow_class = load(args)
+    now = args.after or datetime.now(UTC)
+    store = open_existing_store(settings.state_file(workflow_class.workflow_name))
+    try:
+        infos = describe_triggers(workflow_class, store, now, args.next)
+    finally:
+        if store is not None:
+            store.close()
+    show_triggers(workflow_class.workflow_name, infos, now, as_json=args.json)
+    return 0
+
+
+def history_command(args: argparse.Namespace) -> int:
+    from dataflow._cli.describe import open_existing_store
+    from dataflow._cli.views import show_history
+
+    settings, workflow_class = load(args)
+    store = open_existing_store(settings.state_file(workflow_class.workflow_name))
+    if store is None:
+        show_history([], as_json=args.json)
+        return 0
+    try:
+        runs = store.runs(workflow_class.workflow_name, args.trigger, failed_only=args.failed,
+                          limit=args.limit)  # fmt: skip
+    finally:
+        store.close()
+    show_history(runs, as_json=args.json)
+    return 0
+
+
+def dead_letters_command(args: argparse.Namespace) -> int:
+    from dataflow._cli.describe import open_existing_store
+    from dataflow._cli.views import show_dead_letters
+
+    if args.retry is not None:
+        return _retry_command(args)
+    settings, workflow_class = load(args)
+    store = open_existing_store(settings.state_file(workflow_class.workflow_name))
+    if store is None:
+        show_dead_letters([], as_json=args.json)
+        return 0
+    try:
+        letters = store.dead_letters(workflow_class.workflow_name, include_retried=args.all)
+    finally:
+        store.close()
+    show_dead_letters(letters, as_json=args.json)
+    return 0
+
+
+# -- running one handler: trigger, dead-letters --retry -----------------------------------------
+def trigger_command(args: argparse.Namespace) -> int:
+    from dataflow.runtime._manual import run_trigger_once
+
+    once = partial(run_trigger_once, trigger_name=args.trigger, payload=args.payload,
+                   startup=not args.no_startup)  # fmt: skip
+    return _run_once(args, once)
+
+
+def _retry_command(args: argparse.Namespace) -> int:
+    from dataflow.runtime._manual import retry_dead_letter
+
+    once = partial(retry_dead_letter, letter_id=args.retry, startup=not args.no_startup)
+    return _run_once(args, once)
+
+
+def _run_once(args: argparse.Namespace, once: Callable[[Runtime], Awaitable[RunHandle]]) -> int:
+    """Run `once` on a fresh runtime; print the recorded run; exit 0 only if it succeeded."""
+    import anyio
+
+    from dataflow._cli.views import show_history
+
+    settings, workflow_class = load(args)
+    configure_logging(settings.log_format, settings.log_level, stream=sys.stderr)
+    workflow = workflow_class()
+    handle, record = anyio.run(_once_recorded, workflow, settings, once, backend=settings.backend)
+    show_history([record] if record else [], as_json=args.json)
+    succeeded = handle.outcome is not None and handle.outcome.status == "succeeded"
+    return 0 if succeeded else 1
+
+
+async def _once_recorded(
+    workflow: Workflow, settings: Settings, once: Callable[[Runtime], Awaitable[RunHandle]]
+) -> tuple[RunHandle, RunRecord | None]:
+    """Run `once`, then read back the run it recorded (the runtime is built on the loop)."""
+    from dataflow.runtime import Runtime
+
+    runtime = Runtime(workflow, settings=settings)
+    try:
+        handle = await once(runtime)
+        run_id = handle.run.run_id if handle.run is not None else None
+        found = await runtime.state.call(runtime.state.runs, runtime.name, handle.request.trigger)
+        return handle, next((r for r in found if r.run_id == run_id), None)
+    finally:
+        runtime.state.close()
+
+
+# -- check --------------------------------------------------------------------------------------
+def check_command(args: argparse.Namespace) -> int:
+    from dataflow._cli import check as _check
+    from dataflow._cli.tables import print_json
+
+    checks: list[Check] = []
+    report = partial(_report_check, checks, as_json=args.json)
+    settings = report(*_check.check_settings(partial(settings_from, args)))
+    workflow_class = report(*_check.check_import(args.workflow or "", settings))
+    if workflow_class is not None:
+        for check in _check.check_triggers(workflow_class, datetime.now(UTC)):
+            report(check, None)
+        name = workflow_class.workflow_name
+        report(_check.check_state(settings.state_file(name), name), None)
+        workflow = report(*_check.check_instance(workflow_class))
+        for check in _check.check_connections(workflow, args.timeout) if workflow else []:
+            report(check, None)
+    if args.json:
+        print_json([dataclasses.asdict(check) for check in checks])
+    return 0 if all(check.ok for check in checks) else 1
+
+
+def _report_check(checks: list[Check], check: Check, value: T, *, as_json: bool) -> T:
+    checks.append(check)
+    if not as_json:
+        print(f"{'ok' if check.ok else 'FAIL':<4}  {check.kind:<10}  {check.detail}", flush=True)
+    return value

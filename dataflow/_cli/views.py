@@ -1,0 +1,114 @@
+"""How each inspection command prints its result: a table, or JSON with `--json`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from dataflow._cli.describe import (
+    StateEntry,
+    TriggerInfo,
+    error_summary,
+    last_fire,
+    run_duration,
+    run_json,
+)
+from dataflow._cli.tables import (
+    age,
+    cut,
+    duration,
+    print_json,
+    print_table,
+    utc_time,
+    zone_time,
+)
+from dataflow.state import DeadLetter, RunRecord
+
+_VALUE_WIDTH = 24  # a saved value (resume token, watermark) is cut to this in a table
+_SECONDS = frozenset({"misfire_grace", "jitter", "timeout", "retry_delay", "checkpoint_interval"})
+
+
+def show_triggers(
+    workflow: str, infos: Sequence[TriggerInfo], now: datetime, *, as_json: bool
+) -> None:
+    if as_json:
+        print_json({"workflow": workflow, "now": now, "triggers": [i.to_json() for i in infos]})
+        return
+    headers = ("TRIGGER", "KIND", "SCHEDULE / SOURCE", "POLICY", "NEXT (ZONE)", "NEXT (UTC)",
+               "STATE")  # fmt: skip
+    print_table(headers, [_trigger_row(info, now) for info in infos])
+
+
+def _trigger_row(info: TriggerInfo, now: datetime) -> list[str]:
+    source = info.source if info.timezone is None else f"{info.source}\n{info.timezone}"
+    policy = "\n".join(f"{k}={_option(k, v)}" for k, v in info.policy.items() if v is not None)
+    return [
+        info.name, info.kind, source, policy or "-",
+        "\n".join(zone_time(t) for t in info.next_fires) or "-",
+        "\n".join(utc_time(t) for t in info.next_fires) or "-",
+        "\n".join(_state_lines(info.state, now)) or "-",
+    ]  # fmt: skip
+
+
+def _option(key: str, value: Any) -> str:
+    if key in _SECONDS and isinstance(value, int | float):
+        return f"{value:g}s"
+    return str(value)
+
+
+def _state_lines(state: Sequence[StateEntry], now: datetime) -> list[str]:
+    fired = last_fire(list(state))
+    lines = [] if fired is None else [f"last fire {utc_time(fired)} ({age(fired, now)})"]
+    for entry in state:
+        saved = f"saved {age(entry.updated_at, now)}"
+        if entry.position_time is not None:
+            lines.append(f"{entry.key}: at {utc_time(entry.position_time)} ({saved})")
+        elif fired is None or entry.key != "last_fire":
+            lines.append(f"{entry.key}={cut(entry.value, _VALUE_WIDTH)} ({saved})")
+    return lines
+
+
+def show_history(runs: Sequence[RunRecord], *, as_json: bool) -> None:
+    if as_json:
+        print_json([run_json(run) for run in runs])
+        return
+    headers = ("RUN", "TRIGGER", "SCHEDULED (UTC)", "STARTED (UTC)", "DURATION", "STATUS",
+               "ERROR")  # fmt: skip
+    print_table(headers, [_run_row(run) for run in runs], empty="no runs recorded")
+
+
+def _run_row(run: RunRecord) -> list[str]:
+    status = run.status if run.attempt == 1 else f"{run.status} (attempt {run.attempt})"
+    return [
+        run.run_id[:8], run.trigger, utc_time(run.scheduled_at), utc_time(run.started_at),
+        duration(run_duration(run)), status, error_summary(run.error) or "-",
+    ]  # fmt: skip
+
+
+def show_dead_letters(letters: Sequence[DeadLetter], *, as_json: bool) -> None:
+    if as_json:
+        print_json([_letter_json(letter) for letter in letters])
+        return
+    headers = ("ID", "TRIGGER", "CREATED (UTC)", "RETRIED", "ERROR", "PAYLOAD")
+    rows = [_letter_row(letter) for letter in letters]
+    print_table(headers, rows, empty="no dead letters")
+
+
+def _letter_row(letter: DeadLetter) -> list[str]:
+    retried = "-"
+    if letter.retried_at is not None:
+        retried = f"{letter.retry_status} {utc_time(letter.retried_at)}"
+    return [
+        str(letter.id), letter.trigger, utc_time(letter.created_at), retried,
+        error_summary(letter.error), " ".join(letter.payload.split()),
+    ]  # fmt: skip
+
+
+def _letter_json(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.id, "trigger": letter.trigger, "created_at": letter.created_at,
+        "error": letter.error, "error_summary": error_summary(letter.error),
+        "payload": letter.payload, "retried_at": letter.retried_at,
+        "retry_status": letter.retry_status,
+    }  # fmt: skip

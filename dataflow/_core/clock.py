@@ -1,0 +1,38 @@
+"""Wall-clock time, injected: the runtime asks a `Clock`, so tests can use a fake one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+import anyio
+
+from dataflow._core.exports import publish
+
+# Sleep in slices so a wall-clock step (NTP, suspend) is noticed within this many seconds.
+_MAX_SLICE_SECONDS = 60.0
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current aware wall-clock time."""
+        ...
+
+    async def sleep_until(self, deadline: datetime) -> None:
+        """Return once `now() >= deadline`."""
+        ...
+
+
+class SystemClock:
+    """The real clock. Sleeps re-read the wall clock so clock jumps move deadlines with them."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep_until(self, deadline: datetime) -> None:
+        while (remaining := (deadline - self.now()).total_seconds()) > 0:
+            await anyio.sleep(min(remaining, _MAX_SLICE_SECONDS))
+        await anyio.lowlevel.checkpoint()
+
+
+publish("dataflow", Clock, SystemClock)

@@ -1,0 +1,109 @@
+"""Settings from `DATAFLOW_*` environment variables, validated once, with one-line errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dataflow._core.errors import SettingsError
+from dataflow._core.exports import publish
+
+BACKENDS = ("asyncio", "trio")
+LOG_FORMATS = ("auto", "json", "console")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Runtime settings; each field's environment variable is listed in the README."""
+
+    backend: str = "asyncio"
+    state_path: Path | None = None  # default: ./.dataflow/<workflow>.db
+    grace_period: float = 30.0
+    max_worker_threads: int = 40
+    log_format: str = "auto"
+    log_level: str = "info"
+    timezone: str | None = None
+    workflows_dir: Path = Path("workflows")
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        read = _Reader(env)
+        return cls(
+            backend=read.choice("DATAFLOW_BACKEND", BACKENDS, "asyncio"),
+            state_path=read.optional("DATAFLOW_STATE_PATH", Path),
+            grace_period=read.number("DATAFLOW_GRACE_PERIOD", float, 30.0),
+            max_worker_threads=read.number("DATAFLOW_MAX_WORKER_THREADS", int, 40),
+            log_format=read.choice("DATAFLOW_LOG_FORMAT", LOG_FORMATS, "auto"),
+            log_level=read.choice(
+                "DATAFLOW_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
+            ),
+            timezone=read.zone("DATAFLOW_TIMEZONE"),
+            workflows_dir=Path(env.get("DATAFLOW_WORKFLOWS_DIR") or "workflows"),
+            metrics_port=read.optional("DATAFLOW_METRICS_PORT", int),
+            metrics_host=env.get("DATAFLOW_METRICS_HOST") or "127.0.0.1",
+        )
+
+    def state_file(self, workflow: str) -> Path:
+        return self.state_path or Path(".dataflow") / f"{workflow}.db"
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = (self._env.get(name) or default).strip().lower()
+        if value not in allowed:
+            raise SettingsError(f"{name}={value!r} is not valid: use one of {', '.join(allowed)}")
+        return value
+
+    def number(self, name: str, kind: Callable[[str], T], default: T) -> T:
+        value = self.optional(name, kind)
+        if value is not None and float(value) < 0:  # type: ignore[arg-type]
+            raise SettingsError(f"{name} must not be negative")
+        return default if value is None else value
+
+    def zone(self, name: str) -> str | None:
+        """An IANA zone name, checked here so the error names the variable (a cron trigger
+        would only say "unknown timezone", as if its own `timezone=` were wrong)."""
+        raw = self._env.get(name) or None
+        if raw is not None:
+            try:
+                ZoneInfo(raw)
+            except (ZoneInfoNotFoundError, ValueError, OSError):
+                raise SettingsError(
+                    f"{name}={raw!r} is not a valid time zone: use an IANA name such as "
+                    "'Europe/Berlin'"
+                ) from None
+        return raw
+
+    def optional(self, name: str, kind: Callable[[str], T]) -> T | None:
+        raw = self._env.get(name)
+        if not raw:
+            return None
+        try:
+            return kind(raw)
+        except ValueError:
+            expected = getattr(kind, "__name__", "value")
+            raise SettingsError(f"{name}={raw!r} is not a valid {expected}") from None
+
+
+def require_env(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """Return a required setting a workflow reads, or fail with one line naming it."""
+    env = os.environ if environ is None else environ
+    value = env.get(name)
+    if not value:
+        raise SettingsError(f"missing setting {name}: set the environment variable {name}")
+    return value
+
+
+publish("dataflow", Settings, require_env)

@@ -1,0 +1,274 @@
+"""The change-stream pump: reads one stream in a worker thread and hands on each event in order.
+
+One loop step: `try_next()` (a getMore that waits at most `max_await_time`), then one of
+- an event: run the handler (sync: inline in this thread; async: on the loop), then save the
+  stream's resume token; a handler that keeps failing sends the event to the dead-letter table
+  (or, with `on_error="stop"`, stops the trigger with its position not advanced);
+- nothing: save the post-batch resume token every `checkpoint_interval`, so a quiet stream's
+  position stays inside the oplog window;
+- an error: pymongo already resumed once on its own; a network error left over closes the stream,
+  and the next step reopens it from the saved token after a backoff; a lost history (286)
+  follows `on_history_lost`; anything else fails the trigger.
+`stop` (the runtime is stopping) is checked after every step, so an idle stream stops within
+`max_await_time` and an event whose handler started is finished first.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Protocol
+
+from bson import Timestamp
+from pymongo.errors import PyMongoError
+from pymongo.synchronous.change_stream import ChangeStream
+from structlog.contextvars import bound_contextvars
+
+from dataflow._core.errors import ChangeStreamStopped, one_line
+from dataflow._core.logs import get_logger
+from dataflow._core.run import RunStatus
+from dataflow.connection._mongo import Document
+from dataflow.triggers._changestream.bridge import LoopBridge
+from dataflow.triggers._changestream.checkpoint import Checkpoint, Token, dumps
+from dataflow.triggers._changestream.policy import ChangeStreamPolicy, StreamOptions
+from dataflow.triggers._changestream.source import (
+    HISTORY_LOST,
+    StreamSource,
+    error_code,
+    is_interruption,
+)
+from dataflow.triggers.base import RunOutcome, RunRequest, StreamStats, TriggerContext
+
+log = get_logger("dataflow.trigger")
+
+
+class PumpedTrigger(Protocol):
+    """What the pump needs of its trigger (the ChangeStreamTrigger)."""
+
+    name: str
+    spec: StreamOptions
+    policy: ChangeStreamPolicy
+    stats: StreamStats
+    is_async: bool
+
+    def request_for(self, event: Document) -> RunRequest: ...
+
+
+class Pump:
+    def __init__(
+        self, trigger: PumpedTrigger, ctx: TriggerContext, source: StreamSource,
+        bridge: LoopBridge,
+    ) -> None:  # fmt: skip
+        self.trigger, self.ctx, self.source, self.bridge = trigger, ctx, source, bridge
+        self.policy = trigger.policy
+        self.namespace = trigger.spec.namespace
+        self.checkpoint = Checkpoint(ctx.state, ctx.workflow, trigger.name, self.namespace,
+                                     ctx.clock)  # fmt: skip
+        self.stop = threading.Event()  # finish the event in hand, then return
+        self.hard = threading.Event()  # the runtime cancelled us: this thread is abandoned
+        self.idle = threading.Event()  # no thread is in start() or run()
+        self.idle.set()
+        self.stream: ChangeStream[Document] | None = None
+        self.start_at = self.policy.start_at  # used until a position is saved
+        self.delay = 0.0  # seconds to wait before the next (re)open
+
+    def halt(self) -> None:
+        """Called on the loop when `serve` ends: a thread still running returns soon after."""
+        self.hard.set()
+        self.stop.set()
+
+    # -- the two calls `serve` runs in its worker thread -----------------------------------------
+    def start(self) -> None:
+        """Connect and open the stream: a bad source fails here, before the trigger is ready."""
+        with self._in_thread():
+            try:
+                self.source.connect()
+                self.checkpoint.load()
+                self._open()
+            except BaseException:
+                self._close()
+                raise
+            log.info("change stream open", namespace=self.namespace, source=self.source.describe(),
+                     resumed=self.checkpoint.token is not None)  # fmt: skip
+            if self.hard.is_set():  # cancelled while opening: nobody will call run()
+                self._close()
+
+    def serve_events(self) -> None:
+        with self._in_thread():
+            try:
+                while not self.stop.is_set():
+                    self._step()
+            finally:
+                self._close()
+
+    # -- one step ---------------------------------------------------------------------------------
+    def _step(self) -> None:
+        if self.stream is None:
+            self._reopen()
+            return
+        try:
+            event = self.stream.try_next()
+        except PyMongoError as exc:
+            self._on_error(exc)
+            return
+        if self.stop.is_set():
+            return  # an event read but not handled is delivered again after the restart
+        if event is not None:
+            self._on_event(event)
+        elif not self.stream.alive:
+            self._on_invalidated(self.stream.resume_token)
+        elif self.checkpoint.due(self.policy.checkpoint_interval):
+            self._save(self.stream.resume_token)
+
+    def _on_event(self, event: Document) -> None:
+        if event.get("operationType") == "invalidate" and not self._asked_for_invalidate():
+            self._on_invalidated(event["_id"])  # the trigger's business, not the handler's
+            return
+        outcome = self._handle(event)
+        if outcome.status is RunStatus.CANCELLED:
+            self.stop.set()  # not saved: the event is delivered again after the restart
+            return
+        if outcome.status is not RunStatus.SUCCEEDED:
+            self._on_failed(event, outcome)
+        self._acknowledge(event, handled=outcome.status is RunStatus.SUCCEEDED)
+
+    def _handle(self, event: Document) -> RunOutcome:
+        request = self.trigger.request_for(event)
+        if not self.trigger.is_async:
+            return self.ctx.runner.run_in_thread(request, self.hard)
+        outcome = self.bridge.call(lambda: self.ctx.runner.run(request))
+        return outcome or RunOutcome(RunStatus.CANCELLED)
+
+    def _on_failed(self, event: Document, outcome: RunOutcome) -> None:
+        error = one_line(outcome.error, with_type=True) if outcome.error else outcome.status.value
+        if self.policy.on_error == "stop":
+            raise ChangeStreamStopped(
+                f"handler failed on a change event (on_error='stop'): {error}; the saved position "
+                "stays before it, so it is delivered again after a restart"
+            )
+        letter = self.ctx.state.add_dead_letter(
+            self.ctx.workflow, self.trigger.name, dumps(event), _traceback(outcome)
+        )
+        self.trigger.stats.dead_letters += 1
+        log.error("change event dead-lettered", dead_letter=letter, error=error,
+                  event_id=dumps(event.get("_id")))  # fmt: skip
+
+    def _acknowledge(self, event: Document, *, handled: bool) -> None:
+        assert self.stream is not None
+        self._save(self.stream.resume_token)  # the event's token, or the batch's past it
+        stats = self.trigger.stats
+        if handled:
+            stats.events_handled += 1
+        stats.last_cluster_time = _cluster_time(event) or stats.last_cluster_time
+
+    def _save(self, token: Token | None) -> None:
+        self.checkpoint.save(token)
+        self.trigger.stats.token_saved_at = self.checkpoint.saved_at
+        self.delay = 0.0  # the stream works again: the next interruption starts a new backoff
+
+    # -- reopening --------------------------------------------------------------------------------
+    def _on_invalidated(self, token: Token | None) -> None:
+        """The collection was dropped or renamed (or the database dropped): the server closed
+        the stream. Reopen *after* the invalidate event, with `startAfter`."""
+        log.warning("change stream invalidated: reopening after it", namespace=self.namespace,
+                    token=dumps(token))  # fmt: skip
+        self.trigger.stats.invalidations += 1
+        self._save(token)
+        self._close_stream()
+
+    def _on_error(self, exc: PyMongoError) -> None:
+        if error_code(exc) == HISTORY_LOST:
+            self._history_lost(exc)
+            return
+        if not is_interruption(exc):
+            raise exc
+        self._close_stream()
+        self.delay = min(max(self.delay * 2, self.policy.reconnect_delay),
+                         self.policy.reconnect_max_delay)  # fmt: skip
+        log.warning("change stream interrupted: reopening from the saved position",
+                    error=one_line(exc, with_type=True), retry_in=self.delay)  # fmt: skip
+
+    def _reopen(self) -> None:
+        if self.delay and not self.bridge.sleep(self.delay):
+            self.stop.set()  # hard stop, or the loop is gone
+            return
+        if self.stop.is_set():
+            return
+        try:
+            self._open()
+        except PyMongoError as exc:
+            self._on_error(exc)
+            return
+        self.trigger.stats.reopens += 1
+        log.info("change stream reopened", start_after=dumps(self.checkpoint.token))
+
+    def _open(self) -> None:
+        """Open after the saved token (`startAfter`: valid after an invalidate too), else at
+        `start_at`, else from now; a position never saved before is saved at once."""
+        try:
+            self.stream = self.source.open(self.checkpoint.token, self.start_at)
+        except PyMongoError as exc:
+            if error_code(exc) != HISTORY_LOST:
+                raise
+            self._history_lost(exc)  # raises, or forgets the lost position
+            self.stream = self.source.open(None, None)
+        if self.checkpoint.token is None:
+            self._save(self.stream.resume_token)
+
+    def _history_lost(self, exc: PyMongoError) -> None:
+        where = f"{self.namespace}: the saved position is no longer in the oplog ({one_line(exc, with_type=True)})"
+        if self.policy.on_history_lost == "fail":
+            raise ChangeStreamStopped(
+                f"change stream history lost on {where}; on_history_lost='fail' stops here: "
+                "re-sync the data, then pass on_history_lost='restart_from_now' once, or "
+                "delete the saved position, to start from now"
+            ) from exc
+        gap = self.checkpoint.record_gap(one_line(exc, with_type=True))
+        self.trigger.stats.history_gaps += 1
+        log.error("CHANGE STREAM HISTORY LOST: restarting from now; events since the saved "
+                  "position were NOT delivered", namespace=self.namespace, gap=gap)  # fmt: skip
+        self._close_stream()
+        self.checkpoint.forget()  # the next open starts from now
+        self.start_at = None
+
+    def _close_stream(self) -> None:
+        stream, self.stream = self.stream, None
+        self.source.close(stream)
+
+    def _close(self) -> None:
+        self._close_stream()
+        self.source.disconnect()
+
+    def _asked_for_invalidate(self) -> bool:
+        return "invalidate" in (self.policy.operation_types or ())
+
+    @contextmanager
+    def _in_thread(self) -> Iterator[None]:
+        self.idle.clear()
+        try:
+            with bound_contextvars(workflow=self.ctx.workflow, trigger=self.trigger.name):
+                yield
+        finally:
+            self.idle.set()
+
+
+def _cluster_time(event: Document) -> datetime | None:
+    value = event.get("clusterTime")
+    return value.as_datetime() if isinstance(value, Timestamp) else None
+
+
+def _traceback(outcome: RunOutcome) -> str:
+    if outcome.error is None:
+        return outcome.status.value
+    return "".join(traceback.format_exception(outcome.error)).strip()
+
+
+def event_time(event: Document) -> datetime | None:
+    """When the change happened: `wallTime` (ms precision), else the cluster time (seconds)."""
+    wall = event.get("wallTime")
+    if isinstance(wall, datetime):
+        return wall if wall.tzinfo else wall.replace(tzinfo=UTC)
+    return _cluster_time(event)

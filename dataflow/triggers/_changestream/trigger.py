@@ -1,0 +1,98 @@
+"""The change-stream trigger: serves a `Pump` in a worker thread and bridges it to the loop.
+
+`cancel_on_stop` is False: on the first stop signal the pump finishes the event in hand and
+returns (an idle stream within `max_await_time`). If the runtime cancels anyway (grace over),
+the pump is told to stop, its calls into the loop are cancelled, a sync handler sees
+`current_run().cancelled`, and it gets a second to return before its thread is abandoned.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+from anyio.abc import TaskStatus
+
+from dataflow._core import offload
+from dataflow._core.errors import SettingsError
+from dataflow.connection._mongo import Document
+from dataflow.triggers._changestream.bridge import LoopBridge, set_when
+from dataflow.triggers._changestream.checkpoint import loads
+from dataflow.triggers._changestream.policy import StreamOptions
+from dataflow.triggers._changestream.pump import Pump, event_time
+from dataflow.triggers._changestream.source import StreamSource, describe_source
+from dataflow.triggers.base import RunRequest, StreamStats, Trigger, TriggerContext
+
+T = TypeVar("T")
+_HALT_WAIT = 1.0  # seconds a hard-stopped pump gets to return before it is abandoned
+
+
+class ChangeStreamTrigger(Trigger):
+    kind = "mongodb_change_stream"
+    cancel_on_stop = False  # serve() watches ctx.stopping: the event in hand is finished
+
+    def __init__(self, name: str, handler: Callable[..., Any], spec: StreamOptions) -> None:
+        super().__init__(name, handler)
+        self.spec = spec
+        self.policy = spec.policy
+        self.is_async = inspect.iscoroutinefunction(handler)
+        self.stats = StreamStats()
+
+    def describe(self) -> str:
+        return f"change stream on {self.spec.namespace}"
+
+    def describe_source(self) -> str:
+        types = self.policy.operation_types
+        only = f" ({', '.join(types)})" if types else ""
+        return f"{describe_source(self.spec.source)} {self.spec.namespace}{only}"
+
+    def stream_stats(self) -> StreamStats:
+        return self.stats
+
+    def request_for(self, event: Document) -> RunRequest:
+        return RunRequest(
+            trigger=self.name, handler=self.handler, args=(event,), scheduled_at=event_time(event),
+            policy=self.policy.run, payload=event,
+        )  # fmt: skip
+
+    def manual_request(self, payload: Any) -> RunRequest:
+        """A run of the handler on `payload`: a dead letter's event (Extended JSON) or any JSON."""
+        if payload is None:
+            raise SettingsError(
+                f"trigger {self.name!r} passes a change event to its handler: give it with "
+                "--payload JSON"
+            )
+        event = loads(json.dumps(payload))  # {"$oid": ...} and the like back to BSON types
+        return self.request_for(event)
+
+    async def serve(
+        self, ctx: TriggerContext, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        bridge = LoopBridge(ctx.clock, ctx.stopping)
+        pump = Pump(self, ctx, StreamSource(self.spec), bridge)
+        limiter = anyio.CapacityLimiter(1)  # the pump's own thread: never waits for a token
+        try:
+            async with anyio.create_task_group() as tg:
+                # tracked: a pump thread stuck in a handler must not keep the process alive
+                start, serve = offload.tracked(pump.start), offload.tracked(pump.serve_events)
+                await anyio.to_thread.run_sync(start, abandon_on_cancel=True, limiter=limiter)
+                tg.start_soon(set_when, ctx.stopping, pump.stop.set)
+                task_status.started()
+                await anyio.to_thread.run_sync(serve, abandon_on_cancel=True, limiter=limiter)
+                tg.cancel_scope.cancel()
+        finally:
+            pump.halt()
+            bridge.cancel()
+            with anyio.CancelScope(shield=True):  # a short wait, so the run and the stream
+                await _wait_set(pump.idle, _HALT_WAIT)  # close while the store is still open
+
+
+async def _wait_set(flag: threading.Event, timeout: float) -> None:
+    with anyio.move_on_after(timeout):
+        while not flag.is_set():
+            await anyio.sleep(0.005)
+

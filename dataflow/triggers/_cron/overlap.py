@@ -1,0 +1,95 @@
+"""What a trigger does when a fire comes while its previous run is still going."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from enum import StrEnum
+
+import anyio
+
+from dataflow._core.logs import get_logger
+from dataflow.triggers.base import RunHandle, Runner, RunRequest
+
+log = get_logger("dataflow.trigger")
+
+
+class Overlap(StrEnum):
+    SKIP = "skip"  # drop the new fire (recorded as skipped)
+    QUEUE_ONE = "queue_one"  # keep only the newest waiting fire, run it after the current one
+    QUEUE_ALL = "queue_all"  # run every waiting fire in order
+    CANCEL_RUNNING = "cancel_running"  # cancel the running one, then start the new one
+    ALLOW = "allow"  # run concurrently
+
+
+class OverlapGate:
+    """Starts runs for one trigger under its overlap policy. `serve()` drains queued fires."""
+
+    def __init__(self, policy: Overlap, runner: Runner) -> None:
+        self.policy = policy
+        self.runner = runner
+        self.active: list[RunHandle] = []
+        self.pending: deque[RunRequest] = deque()
+        self._wake = anyio.Event()
+
+    def busy(self) -> bool:
+        self.active = [h for h in self.active if not h.finished.is_set()]
+        return bool(self.active)
+
+    async def submit(self, request: RunRequest) -> None:
+        if self.policy is Overlap.ALLOW or not (self.busy() or self.pending):
+            self._start(request)
+        elif self.policy is Overlap.SKIP:
+            await self.runner.record_skipped(request, "previous run still in progress")
+        elif self.policy is Overlap.CANCEL_RUNNING:
+            await self._cancel_active()
+            self._start(request)
+        else:
+            if self.policy is Overlap.QUEUE_ONE and self.pending:
+                await self.runner.record_skipped(self.pending.pop(), "replaced by a newer fire")
+            self.pending.append(request)
+            self._wake.set()
+
+    def _start(self, request: RunRequest) -> None:
+        self.active.append(self.runner.spawn(request))
+
+    async def _cancel_active(self) -> None:
+        for handle in self.active:
+            log.warning("cancelling running run for a new fire", trigger=handle.request.trigger)
+            handle.cancel()
+        for handle in self.active:
+            await handle.finished.wait()
+
+    async def wait_idle(self) -> None:
+        """Wait until no run of this trigger is running or queued."""
+        while self.busy() or self.pending:
+            for handle in self.active:
+                await handle.finished.wait()
+            await anyio.lowlevel.checkpoint()
+
+    @asynccontextmanager
+    async def draining(self) -> AsyncIterator[None]:
+        """While the block runs, start queued fires; only queueing policies need a task."""
+        if self.policy not in (Overlap.QUEUE_ONE, Overlap.QUEUE_ALL):
+            yield
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.serve)
+            yield
+            tg.cancel_scope.cancel()
+
+    async def serve(self) -> None:
+        """Start queued fires one after another, each once the runs before it finished."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            while self.pending:
+                for handle in self.active:
+                    await handle.finished.wait()
+                if self.pending:  # a newer fire may have replaced it (queue_one) meanwhile
+                    self._start(self.pending.popleft())
+
+    async def drop_pending(self, reason: str) -> None:
+        while self.pending:
+            await self.runner.record_skipped(self.pending.popleft(), reason)
