@@ -35,13 +35,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument(
-        "--only", action="append", choices=BENCHMARKS, metavar="NAME",
+        "--only",
+        action="append",
+        choices=BENCHMARKS,
+        metavar="NAME",
         help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--output", type=Path, default=DEFAULT_OUTPUT,
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
         help="where to write the markdown (default: benchmarks/results.md)",
-    )  # fmt: skip
+    )
     for field in dataclasses.fields(Sizes):
         if field.type in ("int", "float"):
             kind = int if field.type == "int" else float

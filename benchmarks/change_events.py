@@ -57,8 +57,10 @@ def _workflow(source: Any, kind: str) -> Any:
 
     handler = on_sync if kind == "sync" else on_async
     handler.__name__ = handler.__qualname__ = TRIGGER
-    namespace = {"workflow_name": "bench", TRIGGER: mongodb_change_stream(
-        source, "bench", "orders", max_await_time=0.05)(handler)}  # fmt: skip
+    namespace = {
+        "workflow_name": "bench",
+        TRIGGER: mongodb_change_stream(source, "bench", "orders", max_await_time=0.05)(handler),
+    }
     return type("Bench", (Workflow,), namespace)
 
 

@@ -163,8 +163,9 @@ def _row(backend: str, ours: Result, theirs: Result | None, fires: int) -> Row:
     if theirs is None:
         return Row(what, _cell(ours), "APScheduler not installed", "n/a", target)
     target += f"; ≤ APScheduler: {verdict(ours['p99'] <= theirs['p99'])}"
-    return Row(what, _cell(ours), _cell(theirs), f"{ratio(ours['p99'], theirs['p99'])} (p99)",
-               target)  # fmt: skip
+    return Row(
+        what, _cell(ours), _cell(theirs), f"{ratio(ours['p99'], theirs['p99'])} (p99)", target
+    )
 
 
 def _cell(result: Result) -> str:

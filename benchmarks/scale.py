@@ -166,14 +166,28 @@ def _rows(backend: str, sizes: Sizes, ours: Result, theirs: Result | None) -> li
         pair, ("startup", "rss_idle", "cpu_share")
     )
     return [
-        _row(f"2. start-up, {n} cron triggers, {backend}", startup, startup_aps,
-             lambda s: f"{s:.2f} s", ""),
-        _row(f"2. RSS after {sizes.idle:g} s idle, {n} triggers, {backend}", rss, rss_aps,
-             lambda m: f"{m:.0f} MB", _target("≤ 150 MB", rss <= TARGET_RSS_MB, rss, rss_aps)),
-        _row(f"2. idle CPU over {sizes.idle:g} s, {n} triggers, {backend}", cpu, cpu_aps,
-             _cpu_cell(sizes.idle),
-             _target("≤ 1% of a core", cpu <= TARGET_CPU_SHARE, cpu, cpu_aps)),
-    ]  # fmt: skip
+        _row(
+            f"2. start-up, {n} cron triggers, {backend}",
+            startup,
+            startup_aps,
+            lambda s: f"{s:.2f} s",
+            "",
+        ),
+        _row(
+            f"2. RSS after {sizes.idle:g} s idle, {n} triggers, {backend}",
+            rss,
+            rss_aps,
+            lambda m: f"{m:.0f} MB",
+            _target("≤ 150 MB", rss <= TARGET_RSS_MB, rss, rss_aps),
+        ),
+        _row(
+            f"2. idle CPU over {sizes.idle:g} s, {n} triggers, {backend}",
+            cpu,
+            cpu_aps,
+            _cpu_cell(sizes.idle),
+            _target("≤ 1% of a core", cpu <= TARGET_CPU_SHARE, cpu, cpu_aps),
+        ),
+    ]
 
 
 def _cpu_cell(idle: float) -> Callable[[float], str]:

@@ -42,13 +42,17 @@ def _add_run(commands: Any) -> None:
     _add_workflow_argument(run)
     _add_runtime_options(run)
     run.add_argument(
-        "--grace-period", type=float, metavar="SECONDS",
+        "--grace-period",
+        type=float,
+        metavar="SECONDS",
         help="time in-flight runs get on shutdown (DATAFLOW_GRACE_PERIOD)",
-    )  # fmt: skip
+    )
     run.add_argument(
-        "--metrics-port", type=_port, metavar="PORT",
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
         help="serve /metrics and /healthz on this port (DATAFLOW_METRICS_PORT; 0 = any free)",
-    )  # fmt: skip
+    )
     run.set_defaults(handler=_lazy("run_command"))
 
 
@@ -57,10 +61,19 @@ def _add_list(commands: Any) -> None:
         "list", help="show triggers: schedule, policies, next fire times, saved positions"
     )
     _add_workflow_argument(show)
-    show.add_argument("--next", type=_positive, default=3, metavar="N",
-                      help="fire times to show per cron trigger (default 3)")  # fmt: skip
-    show.add_argument("--after", type=_timestamp, metavar="TIME",
-                      help="fire times after this ISO time, not now (naive = UTC)")  # fmt: skip
+    show.add_argument(
+        "--next",
+        type=_positive,
+        default=3,
+        metavar="N",
+        help="fire times to show per cron trigger (default 3)",
+    )
+    show.add_argument(
+        "--after",
+        type=_timestamp,
+        metavar="TIME",
+        help="fire times after this ISO time, not now (naive = UTC)",
+    )
     _add_state_and_json(show)
     show.set_defaults(handler=_lazy("list_command"))
 
@@ -69,9 +82,13 @@ def _add_trigger(commands: Any) -> None:
     fire = commands.add_parser("trigger", help="run one trigger's handler once, now")
     fire.add_argument("workflow", metavar="NAME", help="the workflow (as for `run`)")
     fire.add_argument("trigger", metavar="TRIGGER", help="the trigger's name (see `list`)")
-    fire.add_argument("--payload", type=_json_value, metavar="JSON",
-                      help="passed to the handler if its trigger passes an event, and set as "
-                      "current_run().payload")  # fmt: skip
+    fire.add_argument(
+        "--payload",
+        type=_json_value,
+        metavar="JSON",
+        help="passed to the handler if its trigger passes an event, and set as "
+        "current_run().payload",
+    )
     _add_one_run_options(fire)
     fire.set_defaults(handler=_lazy("trigger_command"))
 
@@ -80,10 +97,18 @@ def _add_history(commands: Any) -> None:
     history = commands.add_parser("history", help="recent runs from the state file")
     _add_workflow_argument(history)
     history.add_argument("--trigger", metavar="TRIGGER", help="only this trigger's runs")
-    history.add_argument("--failed", action="store_true",
-                         help="only failed, timed-out, cancelled or interrupted runs")  # fmt: skip
-    history.add_argument("--limit", type=_positive, default=20, metavar="N",
-                         help="at most N runs, newest first (default 20)")  # fmt: skip
+    history.add_argument(
+        "--failed",
+        action="store_true",
+        help="only failed, timed-out, cancelled or interrupted runs",
+    )
+    history.add_argument(
+        "--limit",
+        type=_positive,
+        default=20,
+        metavar="N",
+        help="at most N runs, newest first (default 20)",
+    )
     _add_state_and_json(history)
     history.set_defaults(handler=_lazy("history_command"))
 
@@ -91,10 +116,15 @@ def _add_history(commands: Any) -> None:
 def _add_dead_letters(commands: Any) -> None:
     letters = commands.add_parser("dead-letters", help="list dead letters, or re-run one")
     _add_workflow_argument(letters)
-    letters.add_argument("--retry", type=_positive, metavar="ID",
-                         help="re-run dead letter ID through its trigger's handler")  # fmt: skip
-    letters.add_argument("--all", action="store_true",
-                         help="include letters already retried successfully")  # fmt: skip
+    letters.add_argument(
+        "--retry",
+        type=_positive,
+        metavar="ID",
+        help="re-run dead letter ID through its trigger's handler",
+    )
+    letters.add_argument(
+        "--all", action="store_true", help="include letters already retried successfully"
+    )
     _add_one_run_options(letters)
     letters.set_defaults(handler=_lazy("dead_letters_command"))
 
@@ -104,40 +134,53 @@ def _add_check(commands: Any) -> None:
         "check", help="validate the workflow and settings, try each connection"
     )
     _add_workflow_argument(check)
-    check.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
-                       help="how long each connection may take to answer (default 5)")  # fmt: skip
+    check.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long each connection may take to answer (default 5)",
+    )
     _add_state_and_json(check)
     check.set_defaults(handler=_lazy("check_command"))
 
 
 def _add_workflow_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "workflow", nargs="?", default=os.environ.get("WORKFLOW"), metavar="NAME",
+        "workflow",
+        nargs="?",
+        default=os.environ.get("WORKFLOW"),
+        metavar="NAME",
         help="workflows/NAME.py, a dotted module, module:Class or a .py path (or $WORKFLOW)",
-    )  # fmt: skip
+    )
 
 
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=("asyncio", "trio"),
-                        help="event loop (DATAFLOW_BACKEND)")  # fmt: skip
     parser.add_argument(
-        "--log-format", choices=("auto", "json", "console"),
+        "--backend", choices=("asyncio", "trio"), help="event loop (DATAFLOW_BACKEND)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
         help="log format (DATAFLOW_LOG_FORMAT); auto = JSON unless a terminal",
-    )  # fmt: skip
-    parser.add_argument("--state", type=Path, metavar="PATH",
-                        help="state file (DATAFLOW_STATE_PATH)")  # fmt: skip
+    )
+    parser.add_argument(
+        "--state", type=Path, metavar="PATH", help="state file (DATAFLOW_STATE_PATH)"
+    )
 
 
 def _add_one_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-startup", action="store_true",
-                        help="do not run the startup handlers first")  # fmt: skip
+    parser.add_argument(
+        "--no-startup", action="store_true", help="do not run the startup handlers first"
+    )
     _add_runtime_options(parser)
     parser.add_argument("--json", action="store_true", help="print the run as JSON")
 
 
 def _add_state_and_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state", type=Path, metavar="PATH",
-                        help="state file (DATAFLOW_STATE_PATH)")  # fmt: skip
+    parser.add_argument(
+        "--state", type=Path, metavar="PATH", help="state file (DATAFLOW_STATE_PATH)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

@@ -72,10 +72,11 @@ class FakeOplog:
         with self._changed:
             n = len(self.entries) + 1
             entry: dict[str, Any] = {
-                "_id": token(n), "operationType": operation,
+                "_id": token(n),
+                "operationType": operation,
                 "clusterTime": Timestamp(EPOCH + n, 1),
                 "wallTime": datetime.fromtimestamp(EPOCH + n, UTC).replace(tzinfo=None),
-            }  # fmt: skip
+            }
             if operation != "invalidate":
                 entry["ns"] = {"db": "shop", "coll": "orders"}
                 entry["documentKey"] = {"_id": n if doc_id is None else doc_id}
@@ -132,8 +133,13 @@ class FakeOplog:
                     break
             batch, ended = self._read(cursor)
         cursor_id = 0 if ended else command["getMore"]
-        return cursor_reply(cursor.namespace, batch, cursor_id=cursor_id, first=False,
-                            postBatchResumeToken=token(cursor.position))  # fmt: skip
+        return cursor_reply(
+            cursor.namespace,
+            batch,
+            cursor_id=cursor_id,
+            first=False,
+            postBatchResumeToken=token(cursor.position),
+        )
 
     def _read(self, cursor: _Cursor) -> tuple[list[dict[str, Any]], bool]:
         batch: list[dict[str, Any]] = []

@@ -13,11 +13,11 @@ import pytest
 from bson import Timestamp
 
 from dataflow import TriggerFailed, Workflow, mongodb_change_stream
+from dataflow._core.errors import ChangeStreamUnavailable
 from dataflow.runtime._manual import retry_dead_letter
 from dataflow.state import StateStore
-from dataflow._core.errors import ChangeStreamUnavailable
-from dataflow.triggers._changestream.trigger import ChangeStreamTrigger
 from dataflow.triggers._changestream.checkpoint import loads
+from dataflow.triggers._changestream.trigger import ChangeStreamTrigger
 from tests._change_stream_peer import (
     FakeOplog,
     change_streams,
@@ -81,8 +81,11 @@ async def test_network_error_pymongo_cannot_resume_reopens_from_saved_token(
                 reopens = trigger_of(runtime).stats.reopens
     assert flow.seen == [1, 2, 3, 4, 5]
     assert change_streams(oplog.mongo) == [
-        {}, {"resumeAfter": token(3)}, {"resumeAfter": token(3)}, {"startAfter": token(3)}
-    ]  # fmt: skip
+        {},
+        {"resumeAfter": token(3)},
+        {"resumeAfter": token(3)},
+        {"startAfter": token(3)},
+    ]
     assert reopens == 1
     warning = next(e for e in logs if e["event"].startswith("change stream interrupted"))
     assert "AutoReconnect" in warning["error"] and warning["retry_in"] == 0.05
@@ -159,8 +162,10 @@ async def test_history_lost_mid_stream_restarts_from_now(tmp_path: Path) -> None
 
 async def test_standalone_server_fails_the_start_with_a_clear_message(tmp_path: Path) -> None:
     with open_mock_mongo() as mongo:
-        mongo.script("aggregate", command_error(40573, "The $changeStream stage is only "
-                                                "supported on replica sets"))  # fmt: skip
+        mongo.script(
+            "aggregate",
+            command_error(40573, "The $changeStream stage is only supported on replica sets"),
+        )
         started = time.monotonic()
         failure = await run_to_end(new_runtime(shop(mongo.url("shop")), tmp_path / "state.db"))
         elapsed = time.monotonic() - started
@@ -186,8 +191,12 @@ async def test_failing_handler_is_retried_then_dead_lettered_and_the_stream_move
             saved = loads(runtime.state.get_state("shop", "sync", "resume_token:shop.orders"))
     assert flow.seen == [1, 2, 2, 2, 3]
     assert [(r.attempt, r.status) for r in reversed(runs)] == [
-        (1, "succeeded"), (1, "failed"), (2, "failed"), (3, "failed"), (1, "succeeded")
-    ]  # fmt: skip
+        (1, "succeeded"),
+        (1, "failed"),
+        (2, "failed"),
+        (3, "failed"),
+        (1, "succeeded"),
+    ]
     assert saved == token(3)
     [letter] = letters
     event = loads(letter.payload)

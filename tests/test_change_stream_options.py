@@ -55,12 +55,16 @@ def test_the_seed_form_declares_a_trigger() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"operation_types": ["update", "upsert"]},
-         "operation type 'upsert' is not a MongoDB change event: use create, createIndexes, "
-         "delete, drop"),
+        (
+            {"operation_types": ["update", "upsert"]},
+            "operation type 'upsert' is not a MongoDB change event: use create, createIndexes, "
+            "delete, drop",
+        ),
         ({"operation_types": []}, "operation_types is empty"),
-        ({"full_document": "always"}, "full_document='always' is not valid: use one of "
-                                      "updateLookup, whenAvailable, required"),
+        (
+            {"full_document": "always"},
+            "full_document='always' is not valid: use one of updateLookup, whenAvailable, required",
+        ),
         ({"full_document_before_change": "yes"}, "full_document_before_change='yes'"),
         ({"on_error": "ignore"}, "on_error='ignore' is not valid: use one of dead_letter, stop"),
         ({"on_history_lost": "skip"}, "use one of fail, restart_from_now"),
@@ -69,7 +73,7 @@ def test_the_seed_form_declares_a_trigger() -> None:
         ({"retries": -1}, "retries=-1 must not be negative"),
         ({"pipeline": {"$match": {}}}, "pipeline must be a list of stages"),
     ],
-)  # fmt: skip
+)
 def test_bad_options_fail_at_import_naming_the_option(
     options: dict[str, Any], message: str
 ) -> None:
@@ -109,9 +113,12 @@ def test_importing_the_decorator_does_not_load_pymongo() -> None:
 
 def test_the_trigger_describes_its_source_without_secrets() -> None:
     decorated = mongodb_change_stream(
-        "mongodb://app:s3cret@dest:27017/?replicaSet=rs0&tls=true", "shop", "orders",
-        operation_types=["update"], retries=2,
-    )(fresh())  # fmt: skip
+        "mongodb://app:s3cret@dest:27017/?replicaSet=rs0&tls=true",
+        "shop",
+        "orders",
+        operation_types=["update"],
+        retries=2,
+    )(fresh())
     trigger = decorated.__dataflow_trigger__.build(decorated)
     assert isinstance(trigger, ChangeStreamTrigger) and not trigger.cancel_on_stop
     assert trigger.kind == "mongodb_change_stream"
@@ -139,19 +146,28 @@ def watcher(source: object, database: str | None, collection: str | None, **opti
 async def test_options_pass_through_to_the_change_stream_stage(tmp_path: Path) -> None:
     with open_oplog() as oplog:
         flow = watcher(
-            oplog.mongo.url("shop"), "shop", "orders", operation_types=["insert", "createIndexes"],
-            pipeline=[{"$project": {"fullDocument.secret": 0}}], full_document="whenAvailable",
+            oplog.mongo.url("shop"),
+            "shop",
+            "orders",
+            operation_types=["insert", "createIndexes"],
+            pipeline=[{"$project": {"fullDocument.secret": 0}}],
+            full_document="whenAvailable",
             full_document_before_change="required",
-        )  # fmt: skip
+        )
         async with serving(flow, tmp_path / "state.db"):
             await wait_for(lambda: bool(oplog.mongo.commands("getMore")))
         [aggregate] = oplog.mongo.commands("aggregate")
     assert aggregate["pipeline"] == [
-        {"$changeStream": {"fullDocument": "whenAvailable", "fullDocumentBeforeChange": "required",
-                           "showExpandedEvents": True}},
+        {
+            "$changeStream": {
+                "fullDocument": "whenAvailable",
+                "fullDocumentBeforeChange": "required",
+                "showExpandedEvents": True,
+            }
+        },
         {"$match": {"operationType": {"$in": ["insert", "createIndexes", "invalidate"]}}},
         {"$project": {"fullDocument.secret": 0}},
-    ]  # fmt: skip
+    ]
 
 
 @pytest.mark.anyio
@@ -191,8 +207,9 @@ async def test_missing_setting_fails_the_start_in_one_line(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     monkeypatch.delenv("SHOP_MONGODB_URL", raising=False)
-    failure = await run_to_end(new_runtime(watcher("SHOP_MONGODB_URL", "shop", "orders"),
-                                           tmp_path / "state.db"))  # fmt: skip
+    failure = await run_to_end(
+        new_runtime(watcher("SHOP_MONGODB_URL", "shop", "orders"), tmp_path / "state.db")
+    )
     assert isinstance(failure, TriggerFailed)
     assert str(failure) == (
         "trigger 'sync' failed: SettingsError: missing setting SHOP_MONGODB_URL: set the "

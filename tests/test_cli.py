@@ -49,16 +49,23 @@ def env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def run_cli(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dataflow", *args],
-        cwd=tmp_path, env=env(tmp_path, **extra), capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env(tmp_path, **extra),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def start_cli(tmp_path: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "dataflow", *args],
-        cwd=tmp_path, env=env(tmp_path, **extra), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env(tmp_path, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_line(
@@ -123,8 +130,11 @@ def test_import_error_in_user_code_shows_its_line(tmp_path: Path) -> None:
 
 
 def test_invalid_cron_expression_is_one_line_exit_2(tmp_path: Path) -> None:
-    write(tmp_path, "badcron", "from dataflow import cronjob\n\n@cronjob('61 * * * *')\n"
-          "def job():\n    pass\n")  # fmt: skip
+    write(
+        tmp_path,
+        "badcron",
+        "from dataflow import cronjob\n\n@cronjob('61 * * * *')\ndef job():\n    pass\n",
+    )
     result = run_cli(tmp_path, "badcron")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -132,7 +142,10 @@ def test_invalid_cron_expression_is_one_line_exit_2(tmp_path: Path) -> None:
 
 
 def test_startup_failure_exits_1_naming_the_handler(tmp_path: Path) -> None:
-    write(tmp_path, "failing", """
+    write(
+        tmp_path,
+        "failing",
+        """
         from dataflow import startup, cronjob
 
         @startup
@@ -142,7 +155,8 @@ def test_startup_failure_exits_1_naming_the_handler(tmp_path: Path) -> None:
         @cronjob("* * * * *")
         def job():
             print("must not run")
-    """)  # fmt: skip
+    """,
+    )
     result = run_cli(tmp_path, "workflows/failing.py")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
@@ -181,7 +195,8 @@ def test_help_does_not_import_heavy_libraries(tmp_path: Path) -> None:
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('pandas', 'pymongo', 'pyodbc', 'anyio') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], env=env(tmp_path),
-                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env(tmp_path), capture_output=True, text=True, timeout=30
+    )
     assert "python -m dataflow" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"

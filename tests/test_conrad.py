@@ -36,9 +36,11 @@ def table() -> Iterator[tuple[str, Any]]:
         f"CREATE TABLE {name} (order_id INTEGER PRIMARY KEY, customer TEXT NOT NULL,"
         " amount NUMERIC(10, 2) NOT NULL, quantity INTEGER NOT NULL, updated_at TIMESTAMP)"
     )
-    rows = [(1, " Ada ", "12.50", 2, datetime(2026, 3, 1, 8, 0)),
-            (2, "Grace", "7.25", 1, datetime(2026, 3, 1, 8, 5)),
-            (3, "Linus", "100.00", 10, datetime(2026, 3, 1, 8, 10))]  # fmt: skip
+    rows = [
+        (1, " Ada ", "12.50", 2, datetime(2026, 3, 1, 8, 0)),
+        (2, "Grace", "7.25", 1, datetime(2026, 3, 1, 8, 5)),
+        (3, "Linus", "100.00", 10, datetime(2026, 3, 1, 8, 10)),
+    ]
     db.cursor().executemany(f"INSERT INTO {name} VALUES (?, ?, ?, ?, ?)", rows)
     try:
         yield name, db
@@ -79,17 +81,21 @@ async def test_etl_job_loads_changed_rows_into_mongodb_by_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: tuple[str, Any], oplog: FakeOplog
 ) -> None:
     conrad = load_conrad(monkeypatch, table[0], oplog)
-    runtime = Runtime(conrad.Conrad(), settings=Settings(state_path=tmp_path / "s.db"),
-                      clock=SystemClock())  # fmt: skip
+    runtime = Runtime(
+        conrad.Conrad(), settings=Settings(state_path=tmp_path / "s.db"), clock=SystemClock()
+    )
     with anyio.fail_after(20):
         first = await run_trigger_once(runtime, "etl_job")
         assert first.outcome is not None and first.outcome.status == "succeeded"
         sent = upserts(oplog)
         assert [u["q"] for u in sent] == [{"order_id": 1}, {"order_id": 2}, {"order_id": 3}]
         assert sent[0]["upsert"] is True and sent[0]["u"]["$set"] == {
-            "order_id": 1, "customer": "Ada", "amount": 12.5, "quantity": 2,
+            "order_id": 1,
+            "customer": "Ada",
+            "amount": 12.5,
+            "quantity": 2,
             "updated_at": datetime(2026, 3, 1, 8, 0),  # BSON dates are UTC; decoded naive
-        }  # fmt: skip
+        }
         assert all(body(c)["ordered"] is False for c in oplog.mongo.commands("update"))
 
         table[1].execute(
@@ -132,8 +138,14 @@ def test_a_missing_setting_stops_the_start_with_one_line(tmp_path: Path) -> None
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONRAD_")}
     env["DATAFLOW_STATE_PATH"] = str(tmp_path / "s.db")
-    result = subprocess.run([sys.executable, "-m", "dataflow", "conrad"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "dataflow", "conrad"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "dataflow: error: missing setting CONRAD_MSSQL_URL: set the environment variable "

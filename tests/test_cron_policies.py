@@ -256,8 +256,11 @@ async def test_clock_step_forward_coalesces_and_backward_repeats_nothing(tmp_pat
             assert len(fired) == 2, "nothing may fire again after a backward step"
             clock.set(START + timedelta(hours=1, minutes=10))
             await until(lambda: len(fired) >= 3)
-    assert fired[:3] == [START + timedelta(minutes=10), START + timedelta(hours=1),
-                         START + timedelta(hours=1, minutes=10)]  # fmt: skip
+    assert fired[:3] == [
+        START + timedelta(minutes=10),
+        START + timedelta(hours=1),
+        START + timedelta(hours=1, minutes=10),
+    ]
     assert any(e["event"] == "clock jumped forward: fires coalesced" for e in logs)
 
 
@@ -274,5 +277,10 @@ async def test_a_wildcard_job_fires_on_both_passes_of_a_repeated_hour(tmp_path: 
     async with running(wf, tmp_path, clock=FakeClock(start)):
         await until(lambda: len(fired) >= 6)
     assert [t.astimezone(UTC).strftime("%H:%M") for t in fired[:6]] == [
-        "05:00", "05:20", "05:40", "06:00", "06:20", "06:40",
-    ]  # fmt: skip
+        "05:00",
+        "05:20",
+        "05:40",
+        "06:00",
+        "06:20",
+        "06:40",
+    ]

@@ -121,9 +121,12 @@ class Spec:
         in_month, in_week = wall.day in dom, wall.isoweekday() % 7 in dow
         day_ok = (in_month and in_week) if self.day_and else (in_month or in_week)
         return (
-            wall.second in second and wall.minute in minute and wall.hour in hour
-            and wall.month in month and day_ok
-        )  # fmt: skip
+            wall.second in second
+            and wall.minute in minute
+            and wall.hour in hour
+            and wall.month in month
+            and day_ok
+        )
 
     @property
     def possible(self) -> bool:
@@ -212,8 +215,10 @@ def fields(draw: st.DrawFn, name: str) -> Field:
 def specs(draw: st.DrawFn, seconds: bool | None = None) -> Spec:
     with_seconds = draw(st.integers(0, 4)) == 0 if seconds is None else seconds
     names = ["second", "minute", "hour", "day-of-month", "month", "day-of-week"]
-    parts = [draw(fields(n)) if n != "second" or with_seconds else Field(n, (Item("value", 0),))
-             for n in names]  # fmt: skip
+    parts = [
+        draw(fields(n)) if n != "second" or with_seconds else Field(n, (Item("value", 0),))
+        for n in names
+    ]
     spec = Spec(tuple(parts), with_seconds)
     assume(spec.possible)
     return spec
@@ -365,9 +370,15 @@ def _respell(spec: Spec) -> Spec:
     """Same meaning: Sunday 0 <-> 7, list order reversed but the leading `*` kept first."""
 
     def field(f: Field) -> Field:
-        swapped = [Item("value", 7 - item.start) if item.kind == "value" and item.step is None
-                   and item.start in (0, 7) and f.name == "day-of-week" else item
-                   for item in reversed(f.items)]  # fmt: skip
+        swapped = [
+            Item("value", 7 - item.start)
+            if item.kind == "value"
+            and item.step is None
+            and item.start in (0, 7)
+            and f.name == "day-of-week"
+            else item
+            for item in reversed(f.items)
+        ]
         lead = next(i for i in swapped if (i.kind == "*") == f.starred)
         swapped.remove(lead)
         return Field(f.name, (lead, *swapped))

@@ -37,9 +37,13 @@ def test_demo_moves_rows_and_stops_cleanly_on_sigint(tmp_path: Path, backend: st
         "DATAFLOW_BACKEND": backend,
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dataflow", "demo"], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "dataflow", "demo"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 20
         while warehouse_rows(data_dir) < 20 and time.monotonic() < deadline:

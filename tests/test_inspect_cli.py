@@ -25,8 +25,8 @@ import anyio
 import pytest
 
 from dataflow import Runtime, Settings
-from dataflow._cli.tables import print_table
 from dataflow._cli.loader import load_workflow
+from dataflow._cli.tables import print_table
 from dataflow.main import main
 from dataflow.state import StateStore
 from dataflow.testing import FakeClock
@@ -71,8 +71,9 @@ def write_workflow(folder: Path, name: str, source: str) -> Path:
 async def _produce_state(workflow_file: Path, state: Path) -> None:
     """Run the workflow to 09:45, firing by hand, then stop: the state file stays behind."""
     clock = FakeClock(START)
-    runtime = Runtime(load_workflow(str(workflow_file))(), settings=Settings(state_path=state),
-                      clock=clock)  # fmt: skip
+    runtime = Runtime(
+        load_workflow(str(workflow_file))(), settings=Settings(state_path=state), clock=clock
+    )
     finished = _finished_runs(runtime)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
@@ -91,9 +92,10 @@ def _finished_runs(runtime: Runtime) -> Callable[[str], float]:
         return sum(
             registry.get_sample_value(
                 "dataflow_runs_total", {"workflow": "shop", "trigger": trigger, "status": s}
-            ) or 0.0
+            )
+            or 0.0
             for s in ("succeeded", "failed")
-        )  # fmt: skip
+        )
 
     return count
 
@@ -124,8 +126,15 @@ def shop(produced: Path, tmp_path: Path) -> Path:
 
 
 def cli(folder: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = main([*args[:1], str(folder / "workflows" / "shop.py"), *args[1:],
-                 "--state", str(folder / "state.db")])  # fmt: skip
+    code = main(
+        [
+            *args[:1],
+            str(folder / "workflows" / "shop.py"),
+            *args[1:],
+            "--state",
+            str(folder / "state.db"),
+        ]
+    )
     out, err = capsys.readouterr()
     assert err == "" or code != 0, err
     return code, out
@@ -139,21 +148,27 @@ def cli_json(folder: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> An
 
 def run_cli(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {
-        **os.environ, "PYTHONPATH": str(ROOT), "DATAFLOW_STATE_PATH": str(folder / "state.db"),
-        "SHOP_SEEN": str(folder / "seen.json"), **env,
-    }  # fmt: skip
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATAFLOW_STATE_PATH": str(folder / "state.db"),
+        "SHOP_SEEN": str(folder / "seen.json"),
+        **env,
+    }
     return subprocess.run(
-        [sys.executable, "-m", "dataflow", *args], cwd=folder, env=environ,
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "dataflow", *args],
+        cwd=folder,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 # -- list ---------------------------------------------------------------------------------------
 def test_list_shows_next_fires_in_zone_and_utc_policies_and_last_fire(
     shop: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    found = cli_json(shop, "list", "--next", "2", "--after", "2026-03-02T09:50:00Z",
-                     capsys=capsys)  # fmt: skip
+    found = cli_json(shop, "list", "--next", "2", "--after", "2026-03-02T09:50:00Z", capsys=capsys)
     prepare, sync, report = found["triggers"]
     assert (prepare["name"], prepare["kind"], prepare["next"]) == ("prepare", "startup", [])
     assert sync["source"] == "*/15 * * * *" and sync["timezone"] == "Europe/Berlin"
@@ -165,12 +180,16 @@ def test_list_shows_next_fires_in_zone_and_utc_policies_and_last_fire(
         ("last_fire", "2026-03-02T09:45:00+00:00")
     ]
     assert report["policy"] == {
-        "overlap": "queue_one", "catchup": "coalesce", "misfire_grace": 60.0, "jitter": None,
+        "overlap": "queue_one",
+        "catchup": "coalesce",
+        "misfire_grace": 60.0,
+        "jitter": None,
         "timeout": 600,
-    }  # fmt: skip
+    }
     assert [n["utc"] for n in report["next"]] == [  # 06:00 New York (EST) on weekdays
-        "2026-03-02T11:00:00+00:00", "2026-03-03T11:00:00+00:00",
-    ]  # fmt: skip
+        "2026-03-02T11:00:00+00:00",
+        "2026-03-03T11:00:00+00:00",
+    ]
 
 
 def test_list_table_is_plain_when_piped(shop: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -178,9 +197,18 @@ def test_list_table_is_plain_when_piped(shop: Path, capsys: pytest.CaptureFixtur
     assert code == 0 and "\x1b" not in out
     lines = out.splitlines()
     assert lines[0].split() == [
-        "TRIGGER", "KIND", "SCHEDULE", "/", "SOURCE", "POLICY", "NEXT", "(ZONE)", "NEXT",
-        "(UTC)", "STATE",
-    ]  # fmt: skip
+        "TRIGGER",
+        "KIND",
+        "SCHEDULE",
+        "/",
+        "SOURCE",
+        "POLICY",
+        "NEXT",
+        "(ZONE)",
+        "NEXT",
+        "(UTC)",
+        "STATE",
+    ]
     sync = next(line for line in lines if line.startswith("sync"))
     assert "*/15 * * * *" in sync and "overlap=skip" in sync
     assert "2026-03-02 11:00:00 CET" in sync and "2026-03-02 10:00:00Z" in sync
@@ -235,9 +263,18 @@ def test_history_filters_by_trigger_failure_and_limit(
     header, row = out.splitlines()
     assert header.split()[:4] == ["RUN", "TRIGGER", "SCHEDULED", "(UTC)"]
     assert row.split()[1:] == [
-        "sync", "2026-03-02", "09:30:00Z", "2026-03-02", "09:30:00Z", "0.000s", "failed",
-        "ValueError:", "bad", "row", "42",
-    ]  # fmt: skip
+        "sync",
+        "2026-03-02",
+        "09:30:00Z",
+        "2026-03-02",
+        "09:30:00Z",
+        "0.000s",
+        "failed",
+        "ValueError:",
+        "bad",
+        "row",
+        "42",
+    ]
     limited = cli_json(shop, "history", "--trigger", "sync", "--limit", "2", capsys=capsys)
     assert [r["scheduled_at"][11:16] for r in limited] == ["09:45", "09:30"]
 
@@ -309,10 +346,25 @@ def test_sigint_cancels_a_triggered_run_and_records_it(tmp_path: Path, backend: 
     write_workflow(tmp_path, "slow", SLOW)
     environ = {**os.environ, "PYTHONPATH": str(ROOT), "DATAFLOW_STATE_PATH": str(tmp_path / "s.db")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dataflow", "trigger", "slow", "crawl", "--backend", backend,
-         "--log-format", "json", "--json"],
-        cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "dataflow",
+            "trigger",
+            "slow",
+            "crawl",
+            "--backend",
+            backend,
+            "--log-format",
+            "json",
+            "--json",
+        ],
+        cwd=tmp_path,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     watchdog = threading.Timer(30, proc.kill)  # a hung process fails the test, never hangs it
     watchdog.start()
     try:
@@ -348,11 +400,17 @@ def test_dead_letters_lists_and_retry_reruns_one(
     assert code == 0
     assert header.split() == ["ID", "TRIGGER", "CREATED", "(UTC)", "RETRIED", "ERROR", "PAYLOAD"]
     assert first.split()[:2] == ["1", "sync"] and first.split()[-4:] == [
-        "KeyError:", "'sku'", '{"order":', "42}",
-    ]  # fmt: skip
+        "KeyError:",
+        "'sku'",
+        '{"order":',
+        "42}",
+    ]
     assert second.split()[:2] == ["2", "sync"] and second.split()[-4:] == [
-        "ValueError:", "x", '{"fail":', "true}",
-    ]  # fmt: skip
+        "ValueError:",
+        "x",
+        '{"fail":',
+        "true}",
+    ]
     retried = run_cli(shop, "dead-letters", "shop", "--retry", "1")
     assert retried.returncode == 0, retried.stderr
     assert json.loads((shop / "seen.json").read_text()) == {"order": 42}
@@ -409,9 +467,15 @@ def test_check_tries_each_connection_and_never_prints_a_password(
     assert code == 1 and "s3cret" not in out + err
     lines = [line.split(None, 2) for line in out.splitlines()]
     assert [(status, kind) for status, kind, _ in lines] == [
-        ("ok", "settings"), ("ok", "import"), ("ok", "trigger"), ("ok", "state"),
-        ("ok", "instance"), ("ok", "connection"), ("FAIL", "connection"), ("FAIL", "connection"),
-    ]  # fmt: skip
+        ("ok", "settings"),
+        ("ok", "import"),
+        ("ok", "trigger"),
+        ("ok", "state"),
+        ("ok", "instance"),
+        ("ok", "connection"),
+        ("FAIL", "connection"),
+        ("FAIL", "connection"),
+    ]
     cache, source, stuck = (detail for _, _, detail in lines[5:])
     assert cache.startswith("cache: SQLiteConnection(") and "answered in" in cache
     assert source.startswith(f"source: MongoDB('mongodb://etl:***@127.0.0.1:{unused_tcp_port}")
@@ -536,9 +600,11 @@ def test_trigger_and_retry_hand_a_stream_handler_a_bson_event(
 
 
 def test_check_tries_each_stream_source(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], unused_tcp_port: int,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    unused_tcp_port: int,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.delenv("FEED_MONGO_URL", raising=False)
     path = _feed(tmp_path, unused_tcp_port)
     state = str(tmp_path / "state.db")

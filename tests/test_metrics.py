@@ -50,8 +50,9 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
-          **labels: str) -> float | None:  # fmt: skip
+def value(
+    found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float | None:
     return found.get((name, frozenset({"workflow": "m", **labels}.items())))
 
 
@@ -182,9 +183,10 @@ class _Stream(Trigger):
     def stream_stats(self) -> StreamStats:
         stats = self.stats
         return StreamStats(
-            events_handled=stats.events_handled, token_saved_at=stats.token_saved_at,
+            events_handled=stats.events_handled,
+            token_saved_at=stats.token_saved_at,
             dead_letters=stats.dead_letters,
-        )  # fmt: skip
+        )
 
 
 def test_change_stream_counters_are_read_at_scrape_time() -> None:
@@ -240,8 +242,12 @@ def test_run_metrics_port_flag_serves_health_from_the_cli(tmp_path: Path) -> Non
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DATAFLOW_STATE_PATH": str(tmp_path / "s.db")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dataflow", "run", "small", "--metrics-port", "0"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     watchdog = threading.Timer(20, proc.kill)  # a hung process fails the test, never hangs it
     watchdog.start()
     try:

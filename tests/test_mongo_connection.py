@@ -15,8 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflow._core.errors import DataflowConnectionError
-from dataflow._core.errors import BulkUpsertError, UpsertManyResult
+from dataflow._core.errors import BulkUpsertError, DataflowConnectionError, UpsertManyResult
 from dataflow.connection import MongoDB, MongoDBAsync
 from tests._mockupdb_peer import (
     HANGUP,

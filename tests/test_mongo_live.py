@@ -19,8 +19,7 @@ import anyio
 import pytest
 from pymongo import monitoring
 
-from dataflow._core.errors import DataflowConnectionError
-from dataflow._core.errors import BulkUpsertError
+from dataflow._core.errors import BulkUpsertError, DataflowConnectionError
 from dataflow.connection import MongoDB, MongoDBAsync
 
 pytestmark = pytest.mark.live

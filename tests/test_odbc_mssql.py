@@ -18,6 +18,12 @@ from typing import Any, TypeVar
 import pyodbc
 import pytest
 
+from dataflow.connection import (
+    DataflowConnectionError,
+    MicrosoftSQLServerConnection,
+    QueryCancelledError,
+    RetryPolicy,
+)
 from dataflow.connection._mssql import (
     SqlServerTarget,
     build_connection_string,
@@ -25,12 +31,6 @@ from dataflow.connection._mssql import (
     parse_mssql_url,
 )
 from dataflow.connection._tsql import quote_name, quote_table, upsert_sql
-from dataflow.connection import (
-    DataflowConnectionError,
-    MicrosoftSQLServerConnection,
-    QueryCancelledError,
-    RetryPolicy,
-)
 from tests._peers import peer_unavailable
 
 T = TypeVar("T")

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from dataflow.connection._odbc_text import classify, describe_odbc, sqlstate_of
 from dataflow._core.redact import odbc_value, parse_odbc, redact_connection_string, secrets_in
+from dataflow.connection._odbc_text import classify, describe_odbc, sqlstate_of
 from dataflow.connection._sql_core import ErrorKind
 
 _KEYS = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,11}", fullmatch=True)

@@ -7,9 +7,9 @@ import types
 import pytest
 
 from dataflow import Workflow, WorkflowError, cronjob, startup
-from dataflow.triggers.workflow import implicit_workflow
 from dataflow.triggers.cronjob import CronSpec
 from dataflow.triggers.startup import StartupSpec
+from dataflow.triggers.workflow import implicit_workflow
 
 
 def names(cls: type[Workflow]) -> list[str]:

@@ -72,14 +72,22 @@ class Conrad(Workflow):
         frame = transform(pd.DataFrame(rows, columns=COLUMNS))
         result = self.dest.upsert_many(COLLECTION, frame_to_documents(frame), key="order_id")
         state.set("watermark", frame["updated_at"].max().to_pydatetime())
-        log.info("etl: orders loaded", extracted=len(rows), upserted=result.upserted_count,
-                 modified=result.modified_count, batches=result.batches)  # fmt: skip
+        log.info(
+            "etl: orders loaded",
+            extracted=len(rows),
+            upserted=result.upserted_count,
+            modified=result.modified_count,
+            batches=result.batches,
+        )
 
     @mongodb_change_stream(
-        "CONRAD_MONGODB_URL", DATABASE, COLLECTION,
-        name="realtime_sync", operation_types=["update", "replace"],
+        "CONRAD_MONGODB_URL",
+        DATABASE,
+        COLLECTION,
+        name="realtime_sync",
+        operation_types=["update", "replace"],
         full_document="updateLookup",
-    )  # fmt: skip
+    )
     def realtime_sync(self, change_event: dict[str, Any]) -> None:
         document = change_event.get("fullDocument")
         if document is None:  # deleted since the update: nothing to write back

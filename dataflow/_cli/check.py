@@ -50,8 +50,10 @@ def check_settings(load: Callable[[], Settings]) -> tuple[Check, Settings]:
     except (DataflowError, ValueError) as exc:
         return Check("settings", False, str(exc)), Settings()
     metrics = "off" if settings.metrics_port is None else f"port {settings.metrics_port}"
-    detail = (f"backend {settings.backend}, timezone {zone}, grace {settings.grace_period:g}s, "
-              f"metrics {metrics}")  # fmt: skip
+    detail = (
+        f"backend {settings.backend}, timezone {zone}, grace {settings.grace_period:g}s, "
+        f"metrics {metrics}"
+    )
     return Check("settings", True, detail), settings
 
 

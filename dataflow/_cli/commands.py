@@ -97,8 +97,9 @@ def history_command(args: argparse.Namespace) -> int:
         show_history([], as_json=args.json)
         return 0
     try:
-        runs = store.runs(workflow_class.workflow_name, args.trigger, failed_only=args.failed,
-                          limit=args.limit)  # fmt: skip
+        runs = store.runs(
+            workflow_class.workflow_name, args.trigger, failed_only=args.failed, limit=args.limit
+        )
     finally:
         store.close()
     show_history(runs, as_json=args.json)
@@ -128,8 +129,12 @@ def dead_letters_command(args: argparse.Namespace) -> int:
 def trigger_command(args: argparse.Namespace) -> int:
     from dataflow.runtime._manual import run_trigger_once
 
-    once = partial(run_trigger_once, trigger_name=args.trigger, payload=args.payload,
-                   startup=not args.no_startup)  # fmt: skip
+    once = partial(
+        run_trigger_once,
+        trigger_name=args.trigger,
+        payload=args.payload,
+        startup=not args.no_startup,
+    )
     return _run_once(args, once)
 
 

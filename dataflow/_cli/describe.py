@@ -79,9 +79,12 @@ def describe_triggers(
 
 
 def describe_declared(
-    workflow_class: type[Workflow], declared: DeclaredTrigger, state: list[StateEntry],
-    now: datetime, next_n: int,
-) -> TriggerInfo:  # fmt: skip
+    workflow_class: type[Workflow],
+    declared: DeclaredTrigger,
+    state: list[StateEntry],
+    now: datetime,
+    next_n: int,
+) -> TriggerInfo:
     """Describe one trigger, built on the class's function: no workflow instance is created.
 
     A change stream is described from its spec: building it would load pymongo for nothing.
@@ -104,15 +107,22 @@ def describe(trigger: Trigger, state: list[StateEntry], now: datetime, next_n: i
     if isinstance(trigger, CronTrigger):
         schedule = trigger.schedule
         return TriggerInfo(
-            name=trigger.name, kind="cron", source=schedule.expression,
-            timezone=schedule.timezone.key, policy=cron_policy(trigger.policy),
-            next_fires=list(islice(schedule.iter_after(now), next_n)), state=state,
-        )  # fmt: skip
+            name=trigger.name,
+            kind="cron",
+            source=schedule.expression,
+            timezone=schedule.timezone.key,
+            policy=cron_policy(trigger.policy),
+            next_fires=list(islice(schedule.iter_after(now), next_n)),
+            state=state,
+        )
     if isinstance(trigger, StartupTrigger):
         return TriggerInfo(
-            name=trigger.name, kind="startup", source="once, before other triggers",
-            policy=run_policy(trigger.policy), state=state,
-        )  # fmt: skip
+            name=trigger.name,
+            kind="startup",
+            source="once, before other triggers",
+            policy=run_policy(trigger.policy),
+            state=state,
+        )
     return _describe_other(trigger, state)
 
 
@@ -120,16 +130,22 @@ def _describe_other(trigger: Trigger, state: list[StateEntry]) -> TriggerInfo:
     """Any other kind of trigger: its own description, its policy dataclass, what it saved."""
     policy = getattr(trigger, "policy", None)
     return TriggerInfo(
-        name=trigger.name, kind=trigger.kind, source=trigger.describe(),
-        policy=flat_policy(policy) if dataclasses.is_dataclass(policy) else {}, state=state,
-    )  # fmt: skip
+        name=trigger.name,
+        kind=trigger.kind,
+        source=trigger.describe(),
+        policy=flat_policy(policy) if dataclasses.is_dataclass(policy) else {},
+        state=state,
+    )
 
 
 def describe_stream(name: str, spec: ChangeStreamSpec, state: list[StateEntry]) -> TriggerInfo:
     return TriggerInfo(
-        name=name, kind=spec.kind, source=f"{spec.namespace}\n{source_label(spec.source)}",
-        policy=stream_policy(spec.policy), state=state,
-    )  # fmt: skip
+        name=name,
+        kind=spec.kind,
+        source=f"{spec.namespace}\n{source_label(spec.source)}",
+        policy=stream_policy(spec.policy),
+        state=state,
+    )
 
 
 def source_label(source: object) -> str:

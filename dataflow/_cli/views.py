@@ -35,8 +35,15 @@ def show_triggers(
     if as_json:
         print_json({"workflow": workflow, "now": now, "triggers": [i.to_json() for i in infos]})
         return
-    headers = ("TRIGGER", "KIND", "SCHEDULE / SOURCE", "POLICY", "NEXT (ZONE)", "NEXT (UTC)",
-               "STATE")  # fmt: skip
+    headers = (
+        "TRIGGER",
+        "KIND",
+        "SCHEDULE / SOURCE",
+        "POLICY",
+        "NEXT (ZONE)",
+        "NEXT (UTC)",
+        "STATE",
+    )
     print_table(headers, [_trigger_row(info, now) for info in infos])
 
 
@@ -44,11 +51,14 @@ def _trigger_row(info: TriggerInfo, now: datetime) -> list[str]:
     source = info.source if info.timezone is None else f"{info.source}\n{info.timezone}"
     policy = "\n".join(f"{k}={_option(k, v)}" for k, v in info.policy.items() if v is not None)
     return [
-        info.name, info.kind, source, policy or "-",
+        info.name,
+        info.kind,
+        source,
+        policy or "-",
         "\n".join(zone_time(t) for t in info.next_fires) or "-",
         "\n".join(utc_time(t) for t in info.next_fires) or "-",
         "\n".join(_state_lines(info.state, now)) or "-",
-    ]  # fmt: skip
+    ]
 
 
 def _option(key: str, value: Any) -> str:
@@ -73,17 +83,21 @@ def show_history(runs: Sequence[RunRecord], *, as_json: bool) -> None:
     if as_json:
         print_json([run_json(run) for run in runs])
         return
-    headers = ("RUN", "TRIGGER", "SCHEDULED (UTC)", "STARTED (UTC)", "DURATION", "STATUS",
-               "ERROR")  # fmt: skip
+    headers = ("RUN", "TRIGGER", "SCHEDULED (UTC)", "STARTED (UTC)", "DURATION", "STATUS", "ERROR")
     print_table(headers, [_run_row(run) for run in runs], empty="no runs recorded")
 
 
 def _run_row(run: RunRecord) -> list[str]:
     status = run.status if run.attempt == 1 else f"{run.status} (attempt {run.attempt})"
     return [
-        run.run_id[:8], run.trigger, utc_time(run.scheduled_at), utc_time(run.started_at),
-        duration(run_duration(run)), status, error_summary(run.error) or "-",
-    ]  # fmt: skip
+        run.run_id[:8],
+        run.trigger,
+        utc_time(run.scheduled_at),
+        utc_time(run.started_at),
+        duration(run_duration(run)),
+        status,
+        error_summary(run.error) or "-",
+    ]
 
 
 def show_dead_letters(letters: Sequence[DeadLetter], *, as_json: bool) -> None:
@@ -100,15 +114,23 @@ def _letter_row(letter: DeadLetter) -> list[str]:
     if letter.retried_at is not None:
         retried = f"{letter.retry_status} {utc_time(letter.retried_at)}"
     return [
-        str(letter.id), letter.trigger, utc_time(letter.created_at), retried,
-        error_summary(letter.error), " ".join(letter.payload.split()),
-    ]  # fmt: skip
+        str(letter.id),
+        letter.trigger,
+        utc_time(letter.created_at),
+        retried,
+        error_summary(letter.error),
+        " ".join(letter.payload.split()),
+    ]
 
 
 def _letter_json(letter: DeadLetter) -> dict[str, Any]:
     return {
-        "id": letter.id, "trigger": letter.trigger, "created_at": letter.created_at,
-        "error": letter.error, "error_summary": error_summary(letter.error),
-        "payload": letter.payload, "retried_at": letter.retried_at,
+        "id": letter.id,
+        "trigger": letter.trigger,
+        "created_at": letter.created_at,
+        "error": letter.error,
+        "error_summary": error_summary(letter.error),
+        "payload": letter.payload,
+        "retried_at": letter.retried_at,
         "retry_status": letter.retry_status,
-    }  # fmt: skip
+    }

@@ -35,4 +35,4 @@ class Connection(ABC):
         self.disconnect()
 
 
-publish('dataflow.connection', Connection)
+publish("dataflow.connection", Connection)

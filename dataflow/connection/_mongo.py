@@ -282,4 +282,4 @@ def _reason(exc: PyMongoError) -> str:
     return text
 
 
-publish('dataflow.connection', MongoDB)
+publish("dataflow.connection", MongoDB)

@@ -175,4 +175,4 @@ def _timed_out(exc: DataflowConnectionError) -> bool:
     return isinstance(cause, PyMongoError) and cause.timeout
 
 
-publish('dataflow.connection', MongoDBAsync)
+publish("dataflow.connection", MongoDBAsync)

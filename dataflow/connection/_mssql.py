@@ -267,4 +267,4 @@ def _flag(key: str, value: str) -> bool:
     raise ValueError(f"{key}={value!r} in a SQL Server URL: expected yes or no")
 
 
-publish('dataflow.connection', MicrosoftSQLServerConnection)
+publish("dataflow.connection", MicrosoftSQLServerConnection)

@@ -146,4 +146,4 @@ def _fetch_all(cursor: Any, sql: str, params: Params) -> tuple[list[str], list[A
     return names, cursor.fetchall() if names else []
 
 
-publish('dataflow.connection', OdbcConnection)
+publish("dataflow.connection", OdbcConnection)

@@ -267,4 +267,4 @@ class SqlConnection(Connection):
         self._slots.cancel(thread_id)
 
 
-publish('dataflow.connection', RetryPolicy)
+publish("dataflow.connection", RetryPolicy)

@@ -212,4 +212,4 @@ def _close(cnxn: sqlite3.Connection) -> None:
         cnxn.close()
 
 
-publish('dataflow.connection', SQLiteConnection)
+publish("dataflow.connection", SQLiteConnection)

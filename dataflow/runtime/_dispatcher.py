@@ -133,5 +133,7 @@ class Dispatcher(InThreadRuns):
         # AnyIO copies the context into the thread: current_run() and the log context go along.
         await offload.run_sync(
             partial(request.handler, *request.args),
-            limiter=self.limiter, abandon_on_cancel=True, kind="handler",
-        )  # fmt: skip
+            limiter=self.limiter,
+            abandon_on_cancel=True,
+            kind="handler",
+        )

@@ -57,9 +57,11 @@ class MetricsServer:
             host, port, self._app, server_class=server_class, handler_class=_QuietHandler
         )
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-            name="dataflow-metrics", daemon=True,
-        )  # fmt: skip
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="dataflow-metrics",
+            daemon=True,
+        )
 
     @property
     def host(self) -> str:

@@ -118,9 +118,13 @@ class Runtime:
     def context(self, interrupted: dict[str, list[RunRecord]] | None = None) -> TriggerContext:
         """What triggers get from this runtime: clock, state, runner, the stop signal."""
         return TriggerContext(
-            workflow=self.name, clock=self.clock, state=self.state,
-            runner=self.dispatcher, stopping=self.stopping, interrupted=interrupted or {},
-        )  # fmt: skip
+            workflow=self.name,
+            clock=self.clock,
+            state=self.state,
+            runner=self.dispatcher,
+            stopping=self.stopping,
+            interrupted=interrupted or {},
+        )
 
     async def _run(self, triggers: list[Trigger]) -> None:
         ctx = self.context(await self._recover_interrupted())
@@ -160,8 +164,12 @@ class Runtime:
         found = await self.state.call(self.state.mark_interrupted, self.name)
         by_trigger: dict[str, list[RunRecord]] = {}
         for record in found:
-            log.warning("run interrupted by a previous stop", trigger=record.trigger,
-                        run_id=record.run_id, scheduled_at=_iso(record.scheduled_at))  # fmt: skip
+            log.warning(
+                "run interrupted by a previous stop",
+                trigger=record.trigger,
+                run_id=record.run_id,
+                scheduled_at=_iso(record.scheduled_at),
+            )
             by_trigger.setdefault(record.trigger, []).append(record)
         return by_trigger
 
@@ -254,4 +262,4 @@ async def run_workflow(
         runtime.state.close()
 
 
-publish('dataflow', Runtime, run_workflow)
+publish("dataflow", Runtime, run_workflow)

@@ -86,9 +86,12 @@ def manual_request(workflow: Workflow, trigger: Trigger, payload: Any) -> RunReq
         return request
     args = _handler_args(workflow, trigger, payload)
     return RunRequest(
-        trigger=trigger.name, handler=trigger.handler, args=args, policy=run_policy(trigger),
+        trigger=trigger.name,
+        handler=trigger.handler,
+        args=args,
+        policy=run_policy(trigger),
         payload=payload,
-    )  # fmt: skip
+    )
 
 
 def run_policy(trigger: Trigger) -> RunPolicy:

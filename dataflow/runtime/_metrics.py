@@ -31,17 +31,25 @@ class RunMetrics:
         self.workflow = workflow
         self.registry = CollectorRegistry()
         self.runs = Counter(
-            "dataflow_runs", "Finished run attempts by trigger and status",
-            [*_LABELS, "status"], registry=self.registry,
-        )  # fmt: skip
+            "dataflow_runs",
+            "Finished run attempts by trigger and status",
+            [*_LABELS, "status"],
+            registry=self.registry,
+        )
         self.duration = Histogram(
-            "dataflow_run_duration_seconds", "Run attempt duration",
-            _LABELS, buckets=DURATION_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "dataflow_run_duration_seconds",
+            "Run attempt duration",
+            _LABELS,
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
         self.fire_lag = Histogram(
-            "dataflow_fire_lag_seconds", "Run start minus its scheduled fire time",
-            _LABELS, buckets=LAG_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "dataflow_fire_lag_seconds",
+            "Run start minus its scheduled fire time",
+            _LABELS,
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "dataflow_runs_in_flight", "Runs executing now", _LABELS, registry=self.registry
         )
@@ -84,9 +92,10 @@ class StreamCollector(Collector):
             "dataflow_change_events", "Change events handled", labels=_LABELS
         )
         letters = CounterMetricFamily(
-            "dataflow_change_dead_letters", "Change events sent to the dead-letter table",
+            "dataflow_change_dead_letters",
+            "Change events sent to the dead-letter table",
             labels=_LABELS,
-        )  # fmt: skip
+        )
         age = GaugeMetricFamily(
             "dataflow_resume_token_age_seconds",
             "Seconds since a change stream last saved its resume token",

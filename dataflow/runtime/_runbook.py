@@ -48,12 +48,16 @@ class RunBook:
         self, request: RunRequest, attempt: int, cancel: threading.Event | None = None
     ) -> Run:
         return Run(
-            run_id=uuid.uuid4().hex, workflow=self.workflow, trigger=request.trigger,
-            scheduled_at=request.scheduled_at, started_at=self.clock.now(), attempt=attempt,
+            run_id=uuid.uuid4().hex,
+            workflow=self.workflow,
+            trigger=request.trigger,
+            scheduled_at=request.scheduled_at,
+            started_at=self.clock.now(),
+            attempt=attempt,
             payload=request.payload,
             state=TriggerState(self.state, self.workflow, request.trigger),
             _cancel_requested=threading.Event() if cancel is None else _CancelFlag(cancel),
-        )  # fmt: skip
+        )
 
     def started(self, run: Run) -> None:
         self.state.record_run_start(
@@ -105,8 +109,12 @@ class RunBook:
         self.state.record_run_end(run_id, RunStatus.SKIPPED, now, reason)
         for observer in self.observers:
             observer.run_skipped(request.trigger)
-        log.warning("run skipped", trigger=request.trigger, reason=reason,
-                    scheduled_at=_iso(request.scheduled_at))  # fmt: skip
+        log.warning(
+            "run skipped",
+            trigger=request.trigger,
+            reason=reason,
+            scheduled_at=_iso(request.scheduled_at),
+        )
 
 
 def failed(run: Run, exc: Exception) -> RunOutcome:

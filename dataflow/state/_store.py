@@ -118,9 +118,14 @@ class StateStore:
 
     # -- runs -----------------------------------------------------------------------------
     def record_run_start(
-        self, run_id: str, workflow: str, trigger: str, scheduled_at: datetime | None,
-        started_at: datetime, attempt: int = 1,
-    ) -> None:  # fmt: skip
+        self,
+        run_id: str,
+        workflow: str,
+        trigger: str,
+        scheduled_at: datetime | None,
+        started_at: datetime,
+        attempt: int = 1,
+    ) -> None:
         with self._cursor() as cur:
             cur.execute(
                 "INSERT INTO runs (run_id, workflow, trigger, scheduled_at, started_at, status,"
@@ -138,9 +143,13 @@ class StateStore:
             )
 
     def runs(
-        self, workflow: str, trigger: str | None = None, *, failed_only: bool = False,
+        self,
+        workflow: str,
+        trigger: str | None = None,
+        *,
+        failed_only: bool = False,
         limit: int = 50,
-    ) -> list[RunRecord]:  # fmt: skip
+    ) -> list[RunRecord]:
         sql = "SELECT * FROM runs WHERE workflow=?"
         params: list[Any] = [workflow]
         if trigger is not None:

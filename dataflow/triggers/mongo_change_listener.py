@@ -84,7 +84,8 @@ def mongodb_change_stream(
         operation_types=_operation_types(operation_types),
         full_document=_choice("full_document", full_document, FullDocument),
         full_document_before_change=_choice(
-            "full_document_before_change", full_document_before_change, FullDocumentBefore),
+            "full_document_before_change", full_document_before_change, FullDocumentBefore
+        ),
         start_at=_aware("start_at", start_at),
         on_error=_choice("on_error", on_error, OnError) or "dead_letter",
         on_history_lost=_choice("on_history_lost", on_history_lost, OnHistoryLost) or "fail",
@@ -92,13 +93,17 @@ def mongodb_change_stream(
         checkpoint_interval=_positive("checkpoint_interval", checkpoint_interval),
         reconnect_delay=_positive("reconnect_delay", reconnect_delay),
         run=_run_policy(timeout, retries, retry_delay),
-    )  # fmt: skip
+    )
     if collection is not None and database is None:
         raise _error(f"collection={collection!r} needs a database: pass database as well")
     spec = ChangeStreamSpec(
-        name=name, source=_source(source), database=_name("database", database),
-        collection=_name("collection", collection), pipeline=_pipeline(pipeline), policy=policy,
-    )  # fmt: skip
+        name=name,
+        source=_source(source),
+        database=_name("database", database),
+        collection=_name("collection", collection),
+        pipeline=_pipeline(pipeline),
+        policy=policy,
+    )
 
     def decorator(func: F) -> F:
         return attach_spec(func, spec)

@@ -52,9 +52,12 @@ def run_cli(
     """Run `python -m dataflow ARGS` to its end."""
     return subprocess.run(
         [sys.executable, "-m", "dataflow", *args],
-        cwd=project, env=cli_env(project, **extra), capture_output=True, text=True,
+        cwd=project,
+        env=cli_env(project, **extra),
+        capture_output=True,
+        text=True,
         timeout=timeout,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,13 @@ class DataflowProcess:
         self.project = project
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dataflow", *args],
-            cwd=project, env=cli_env(project, **extra), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, preexec_fn=preexec,
-        )  # fmt: skip
+            cwd=project,
+            env=cli_env(project, **extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=preexec,
+        )
         self.pid = self.proc.pid
         self.lines: list[LogLine] = []
         self.raw: list[str] = []

@@ -198,8 +198,12 @@ def test_invalid_workflow(tmp_path: Path, case: str) -> None:
 def test_unknown_workflow(tmp_path: Path) -> None:
     write_shop(tmp_path, "\n\n@cronjob('0 2 * * *')\ndef export():\n    pass\n")
     result = run_cli(tmp_path, "run", "shpo")
-    check_one_line(result, "unknown workflow 'shpo': available in workflows/: shop (or give a "
-                           "dotted module, module:Class, or a .py path)", 2)  # fmt: skip
+    check_one_line(
+        result,
+        "unknown workflow 'shpo': available in workflows/: shop (or give a "
+        "dotted module, module:Class, or a .py path)",
+        2,
+    )
 
 
 def test_no_workflow_given(tmp_path: Path) -> None:
@@ -210,21 +214,33 @@ def test_no_workflow_given(tmp_path: Path) -> None:
 def test_unknown_timezone_setting(tmp_path: Path) -> None:
     write_shop(tmp_path, "\n\n@cronjob('0 2 * * *')\ndef export():\n    pass\n")
     result = run_cli(tmp_path, "run", "shop", DATAFLOW_TIMEZONE="Mars/Olympus_Mons")
-    check_one_line(result, "DATAFLOW_TIMEZONE='Mars/Olympus_Mons' is not a valid time zone: "
-                           "use an IANA name such as 'Europe/Berlin'", 2)  # fmt: skip
+    check_one_line(
+        result,
+        "DATAFLOW_TIMEZONE='Mars/Olympus_Mons' is not a valid time zone: "
+        "use an IANA name such as 'Europe/Berlin'",
+        2,
+    )
 
 
 def test_syntax_error_in_a_workflow_file(tmp_path: Path) -> None:
     """One line saying what and where, then the user's own traceback (the offending source
     line shown, with its password masked); no importlib or dataflow frames."""
-    write_workflow(tmp_path, "shop", IMPORTS + (
-        f'\nsource = MongoDB("mongodb://etl:{PASSWORD}@db.internal/shop"\n\n'
-        "@cronjob('0 2 * * *')\ndef export():\n    pass\n"))  # fmt: skip
+    write_workflow(
+        tmp_path,
+        "shop",
+        IMPORTS
+        + (
+            f'\nsource = MongoDB("mongodb://etl:{PASSWORD}@db.internal/shop"\n\n'
+            "@cronjob('0 2 * * *')\ndef export():\n    pass\n"
+        ),
+    )
     result = run_cli(tmp_path, "run", "shop")
     first, *traceback = result.stderr.splitlines()
     assert result.returncode == 2
-    assert first == ("dataflow: error: workflow 'workflows/shop.py' failed to import: "
-                     "SyntaxError: '(' was never closed (workflows/shop.py, line 4)")  # fmt: skip
+    assert first == (
+        "dataflow: error: workflow 'workflows/shop.py' failed to import: "
+        "SyntaxError: '(' was never closed (workflows/shop.py, line 4)"
+    )
     assert traceback[0] == "Traceback (most recent call last):"
     assert '    source = MongoDB("mongodb://etl:***@db.internal/shop"' in traceback
     assert traceback[-1] == "SyntaxError: '(' was never closed"
@@ -247,9 +263,13 @@ class Shop(Workflow):
 """,
     )
     result = run_cli(tmp_path, "run", "shop")
-    check_one_line(result, "trigger 'orders' failed: DataflowConnectionError: MongoDB "
-                           f"mongodb://etl:***@127.0.0.1:{port}/: connect: 127.0.0.1:{port}: "
-                           "[Errno 111] Connection refused", 1)  # fmt: skip
+    check_one_line(
+        result,
+        "trigger 'orders' failed: DataflowConnectionError: MongoDB "
+        f"mongodb://etl:***@127.0.0.1:{port}/: connect: 127.0.0.1:{port}: "
+        "[Errno 111] Connection refused",
+        1,
+    )
 
 
 def test_unreachable_sql_server(tmp_path: Path) -> None:
@@ -281,9 +301,13 @@ class Shop(Workflow):
 """,
         )
         result = run_cli(tmp_path, "run", "shop")
-    check_one_line(result, "trigger 'orders' failed: DataflowConnectionError: MongoDB "
-                           f"mongodb://etl:***@127.0.0.1:{mongo.port}/shop: connect: "
-                           "Authentication failed.", 1)  # fmt: skip
+    check_one_line(
+        result,
+        "trigger 'orders' failed: DataflowConnectionError: MongoDB "
+        f"mongodb://etl:***@127.0.0.1:{mongo.port}/shop: connect: "
+        "Authentication failed.",
+        1,
+    )
 
 
 def test_wrong_credentials_sql(tmp_path: Path) -> None:

@@ -78,8 +78,10 @@ def test_kill_9_mid_change_stream_resumes_after_the_last_handled_event(tmp_path:
         assert before_kill[saved:] in ([], [saved + 1])  # handled, killed before the save
 
         with started(tmp_path, "run", "feed", "--backend", "trio") as second:
-            second.wait_until(lambda: len(handled_ids(tmp_path)) >= len(before_kill) +
-                              EVENTS - saved, "the rest of the events")  # fmt: skip
+            second.wait_until(
+                lambda: len(handled_ids(tmp_path)) >= len(before_kill) + EVENTS - saved,
+                "the rest of the events",
+            )
             result = second.stop(signal.SIGTERM)
         assert result.code == 0, result.stderr
         assert change_streams(oplog.mongo)[-1] == {"startAfter": token(saved)}
@@ -116,8 +118,10 @@ def test_kill_9_mid_cron_run_is_handled_by_the_catch_up_policy(
     with started(tmp_path, "run", "nightly") as second:
         missed = second.wait_for("missed fires after downtime", catchup=catchup)
         interrupted = second.wait_for("run interrupted by a previous stop", trigger="load")
-        second.wait_until(lambda: _fires(tmp_path) and _fires(tmp_path)[-1] > _restart(missed),
-                          "a regular fire after the catch-up")  # fmt: skip
+        second.wait_until(
+            lambda: _fires(tmp_path) and _fires(tmp_path)[-1] > _restart(missed),
+            "a regular fire after the catch-up",
+        )
         assert second.stop(signal.SIGTERM).code == 0
 
     assert datetime.fromisoformat(interrupted["scheduled_at"]) == hanging

@@ -69,10 +69,12 @@ def app() -> str:
 def finished(process: DataflowProcess, status: str, after: int = 0) -> list[dict[str, object]]:
     """`count_orders` runs that finished with `status`, among log lines from `after` on."""
     return [
-        line for line in process.lines[after:]
-        if line.get("event") == "run finished" and line.get("status") == status
+        line
+        for line in process.lines[after:]
+        if line.get("event") == "run finished"
+        and line.get("status") == status
         and line.get("trigger") == "count_orders"
-    ]  # fmt: skip
+    ]
 
 
 def failed_fires(project: Path) -> set[str | None]:
@@ -86,14 +88,18 @@ def test_postgres_stopped_fails_runs_by_policy_and_the_run_after_its_return_succ
     target, no password), and fires keep coming; back: the next run succeeds, exit 0."""
     with TcpProxy(PG_PORT) as proxy:
         connection = pg_connection_string(app, port=proxy.port, PWD=PASSWORD)
-        write_workflow(tmp_path, "warehouse", WAREHOUSE.format(
-            connection=connection, sql="SELECT count(*) AS n FROM pg_class"))  # fmt: skip
+        write_workflow(
+            tmp_path,
+            "warehouse",
+            WAREHOUSE.format(connection=connection, sql="SELECT count(*) AS n FROM pg_class"),
+        )
         with started(tmp_path, "run", "warehouse", "--backend", "asyncio") as process:
             process.wait_until(lambda: len(finished(process, "succeeded")) >= 2, "2 good runs")
             proxy.down()
             down_at = len(process.lines)
-            process.wait_until(lambda: len(failed_fires(tmp_path)) >= 2,
-                               "2 fires failed while the server is gone")  # fmt: skip
+            process.wait_until(
+                lambda: len(failed_fires(tmp_path)) >= 2, "2 fires failed while the server is gone"
+            )
             assert alive(process.pid) and finished(process, "failed", down_at)
             proxy.up()
             up_at = len(process.lines)
@@ -119,16 +125,21 @@ def test_postgres_backend_killed_mid_query_is_retried_and_the_runtime_goes_on(
     admin = PgAdmin(app)
     try:
         connection = pg_connection_string(app, PWD=PASSWORD)
-        write_workflow(tmp_path, "warehouse", WAREHOUSE.format(
-            connection=connection, sql="SELECT pg_sleep(0.6) AS slept"))  # fmt: skip
+        write_workflow(
+            tmp_path,
+            "warehouse",
+            WAREHOUSE.format(connection=connection, sql="SELECT pg_sleep(0.6) AS slept"),
+        )
         with started(tmp_path, "run", "warehouse", "--backend", "trio") as process:
             process.wait_until(lambda: admin.running("pg_sleep"), "a query running", 10)
             [session] = admin.running("pg_sleep")
             admin.terminate(session["pid"])
             retry = process.wait_for("sql.retry")
             killed_at = len(process.lines)
-            process.wait_until(lambda: len(finished(process, "succeeded", killed_at)) >= 2,
-                               "two good runs after the kill")  # fmt: skip
+            process.wait_until(
+                lambda: len(finished(process, "succeeded", killed_at)) >= 2,
+                "two good runs after the kill",
+            )
             assert alive(process.pid)
             result = process.stop(signal.SIGTERM)
     finally:

@@ -140,8 +140,11 @@ async def test_a_thousand_triggers_for_a_minute_lose_and_double_no_fire(tmp_path
             runtimes[0].stop()  # mid-burst: the other triggers are firing this second too
 
     calls = {START + timedelta(seconds=s): partial(measure, s) for s in (20, SECONDS)}
-    runtime = Runtime(load_workflow(TRIGGERS, calls)(), clock=clock,
-                      settings=Settings(state_path=state, grace_period=5))  # fmt: skip
+    runtime = Runtime(
+        load_workflow(TRIGGERS, calls)(),
+        clock=clock,
+        settings=Settings(state_path=state, grace_period=5),
+    )
     runtimes.append(runtime)
     with quiet_logs(), anyio.fail_after(600):
         async with clock.autojump(), anyio.create_task_group() as tg:
@@ -157,8 +160,10 @@ async def test_a_thousand_triggers_for_a_minute_lose_and_double_no_fire(tmp_path
     assert "running" not in statuses
 
     (rss_20, objects_20), (rss_60, objects_60) = samples[20], samples[SECONDS]
-    print(f"memory at 20 s / 60 s: RSS {rss_20 / 2**20:.1f} / {rss_60 / 2**20:.1f} MiB, "
-          f"objects {objects_20} / {objects_60}")  # fmt: skip
+    print(
+        f"memory at 20 s / 60 s: RSS {rss_20 / 2**20:.1f} / {rss_60 / 2**20:.1f} MiB, "
+        f"objects {objects_20} / {objects_60}"
+    )
     assert rss_60 - rss_20 < 32 * 2**20  # 40,000 runs later: no per-run leak
     assert objects_60 - objects_20 < 0.1 * objects_20
 
@@ -224,8 +229,9 @@ def test_sigterm_under_load_exits_within_grace(tmp_path: Path, backend: str) -> 
     clean exit 0 within grace + 2 s, with nothing left `running` in the state file."""
     grace = 1.0
     write_workflow(tmp_path, "load", LOAD_PROCESS.replace("COUNT", str(TRIGGERS)))
-    process = DataflowProcess(tmp_path, "run", "load", "--backend", backend,
-                              "--grace-period", str(grace))  # fmt: skip
+    process = DataflowProcess(
+        tmp_path, "run", "load", "--backend", backend, "--grace-period", str(grace)
+    )
     try:
         process.wait_for("run finished", timeout=30, count=2 * TRIGGERS)
         assert alive(process.pid) and process.children() == []

@@ -19,13 +19,21 @@ OnHistoryLost = Literal["fail", "restart_from_now"]
 # MongoDB's change event types; those in EXPANDED_TYPES need `showExpandedEvents` (6.0+), which
 # the trigger turns on when one of them is asked for.
 EXPANDED_TYPES = frozenset(
-    {"create", "createIndexes", "dropIndexes", "modify", "shardCollection", "reshardCollection",
-     "refineCollectionShardKey"}
-)  # fmt: skip
+    {
+        "create",
+        "createIndexes",
+        "dropIndexes",
+        "modify",
+        "shardCollection",
+        "reshardCollection",
+        "refineCollectionShardKey",
+    }
+)
 OPERATION_TYPES = frozenset(
     {"insert", "update", "replace", "delete", "drop", "rename", "dropDatabase", "invalidate"}
     | EXPANDED_TYPES
 )
+
 
 @dataclass(frozen=True, kw_only=True)
 class ChangeStreamPolicy:

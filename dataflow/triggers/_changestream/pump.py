@@ -59,14 +59,18 @@ class PumpedTrigger(Protocol):
 
 class Pump:
     def __init__(
-        self, trigger: PumpedTrigger, ctx: TriggerContext, source: StreamSource,
+        self,
+        trigger: PumpedTrigger,
+        ctx: TriggerContext,
+        source: StreamSource,
         bridge: LoopBridge,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.trigger, self.ctx, self.source, self.bridge = trigger, ctx, source, bridge
         self.policy = trigger.policy
         self.namespace = trigger.spec.namespace
-        self.checkpoint = Checkpoint(ctx.state, ctx.workflow, trigger.name, self.namespace,
-                                     ctx.clock)  # fmt: skip
+        self.checkpoint = Checkpoint(
+            ctx.state, ctx.workflow, trigger.name, self.namespace, ctx.clock
+        )
         self.stop = threading.Event()  # finish the event in hand, then return
         self.hard = threading.Event()  # the runtime cancelled us: this thread is abandoned
         self.idle = threading.Event()  # no thread is in start() or run()
@@ -91,8 +95,12 @@ class Pump:
             except BaseException:
                 self._close()
                 raise
-            log.info("change stream open", namespace=self.namespace, source=self.source.describe(),
-                     resumed=self.checkpoint.token is not None)  # fmt: skip
+            log.info(
+                "change stream open",
+                namespace=self.namespace,
+                source=self.source.describe(),
+                resumed=self.checkpoint.token is not None,
+            )
             if self.hard.is_set():  # cancelled while opening: nobody will call run()
                 self._close()
 
@@ -153,8 +161,12 @@ class Pump:
             self.ctx.workflow, self.trigger.name, dumps(event), _traceback(outcome)
         )
         self.trigger.stats.dead_letters += 1
-        log.error("change event dead-lettered", dead_letter=letter, error=error,
-                  event_id=dumps(event.get("_id")))  # fmt: skip
+        log.error(
+            "change event dead-lettered",
+            dead_letter=letter,
+            error=error,
+            event_id=dumps(event.get("_id")),
+        )
 
     def _acknowledge(self, event: Document, *, handled: bool) -> None:
         assert self.stream is not None
@@ -173,8 +185,11 @@ class Pump:
     def _on_invalidated(self, token: Token | None) -> None:
         """The collection was dropped or renamed (or the database dropped): the server closed
         the stream. Reopen *after* the invalidate event, with `startAfter`."""
-        log.warning("change stream invalidated: reopening after it", namespace=self.namespace,
-                    token=dumps(token))  # fmt: skip
+        log.warning(
+            "change stream invalidated: reopening after it",
+            namespace=self.namespace,
+            token=dumps(token),
+        )
         self.trigger.stats.invalidations += 1
         self._save(token)
         self._close_stream()
@@ -186,10 +201,14 @@ class Pump:
         if not is_interruption(exc):
             raise exc
         self._close_stream()
-        self.delay = min(max(self.delay * 2, self.policy.reconnect_delay),
-                         self.policy.reconnect_max_delay)  # fmt: skip
-        log.warning("change stream interrupted: reopening from the saved position",
-                    error=one_line(exc, with_type=True), retry_in=self.delay)  # fmt: skip
+        self.delay = min(
+            max(self.delay * 2, self.policy.reconnect_delay), self.policy.reconnect_max_delay
+        )
+        log.warning(
+            "change stream interrupted: reopening from the saved position",
+            error=one_line(exc, with_type=True),
+            retry_in=self.delay,
+        )
 
     def _reopen(self) -> None:
         if self.delay and not self.bridge.sleep(self.delay):
@@ -219,7 +238,8 @@ class Pump:
             self._save(self.stream.resume_token)
 
     def _history_lost(self, exc: PyMongoError) -> None:
-        where = f"{self.namespace}: the saved position is no longer in the oplog ({one_line(exc, with_type=True)})"
+        reason = one_line(exc, with_type=True)
+        where = f"{self.namespace}: the saved position is no longer in the oplog ({reason})"
         if self.policy.on_history_lost == "fail":
             raise ChangeStreamStopped(
                 f"change stream history lost on {where}; on_history_lost='fail' stops here: "
@@ -228,8 +248,12 @@ class Pump:
             ) from exc
         gap = self.checkpoint.record_gap(one_line(exc, with_type=True))
         self.trigger.stats.history_gaps += 1
-        log.error("CHANGE STREAM HISTORY LOST: restarting from now; events since the saved "
-                  "position were NOT delivered", namespace=self.namespace, gap=gap)  # fmt: skip
+        log.error(
+            "CHANGE STREAM HISTORY LOST: restarting from now; events since the saved "
+            "position were NOT delivered",
+            namespace=self.namespace,
+            gap=gap,
+        )
         self._close_stream()
         self.checkpoint.forget()  # the next open starts from now
         self.start_at = None

@@ -128,9 +128,10 @@ class StreamSource:
         return describe_source(self.spec.source)
 
     def _unavailable(self, exc: OperationFailure) -> ChangeStreamUnavailable:
+        reason = one_line(exc, with_type=True)
         return ChangeStreamUnavailable(
             f"MongoDB at {self.describe()} cannot serve change streams: it is not a replica set "
-            f"or sharded cluster (error {NO_REPLICA_SET}: {one_line(exc, with_type=True)}). Run mongod with "
+            f"or sharded cluster (error {NO_REPLICA_SET}: {reason}). Run mongod with "
             "--replSet (a one-node replica set is enough) and connect with ?replicaSet=..."
         )
 

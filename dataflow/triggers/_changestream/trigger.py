@@ -55,9 +55,13 @@ class ChangeStreamTrigger(Trigger):
 
     def request_for(self, event: Document) -> RunRequest:
         return RunRequest(
-            trigger=self.name, handler=self.handler, args=(event,), scheduled_at=event_time(event),
-            policy=self.policy.run, payload=event,
-        )  # fmt: skip
+            trigger=self.name,
+            handler=self.handler,
+            args=(event,),
+            scheduled_at=event_time(event),
+            policy=self.policy.run,
+            payload=event,
+        )
 
     def manual_request(self, payload: Any) -> RunRequest:
         """A run of the handler on `payload`: a dead letter's event (Extended JSON) or any JSON."""
@@ -95,4 +99,3 @@ async def _wait_set(flag: threading.Event, timeout: float) -> None:
     with anyio.move_on_after(timeout):
         while not flag.is_set():
             await anyio.sleep(0.005)
-

@@ -76,8 +76,9 @@ class CronTrigger(Trigger):
             due = list(self._fires_between(fire_at, now))
             fire_at = due[-1]  # a forward step: coalesce everything missed into one fire
             if len(due) > 1:
-                log.warning("clock jumped forward: fires coalesced", trigger=self.name,
-                            missed=len(due) - 1)  # fmt: skip
+                log.warning(
+                    "clock jumped forward: fires coalesced", trigger=self.name, missed=len(due) - 1
+                )
             await self._fire(ctx, gate, fire_at)
             after = fire_at
 
@@ -95,8 +96,13 @@ class CronTrigger(Trigger):
         grace = self.policy.misfire_grace
         in_grace = [t for t in missed if grace is None or (now - t).total_seconds() <= grace]
         if missed:
-            log.info("missed fires after downtime", trigger=self.name, missed=len(missed),
-                     within_grace=len(in_grace), catchup=self.policy.catchup)  # fmt: skip
+            log.info(
+                "missed fires after downtime",
+                trigger=self.name,
+                missed=len(missed),
+                within_grace=len(in_grace),
+                catchup=self.policy.catchup,
+            )
         chosen = {"all": in_grace, "coalesce": in_grace[-1:], "none": []}[self.policy.catchup]
         for fire_at in chosen:
             await gate.wait_idle()  # catch-up runs go one after another, whatever `overlap` says
