@@ -49,8 +49,9 @@ async def running(
         runtime.stop()
 
 
-async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    """Wait (in real time, bounded) until `condition()` holds."""
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (in real time, bounded) until `condition()` holds. The bound is generous: a busy
+    2-core machine (CI running other suites) can take seconds to get a thread to run."""
     with anyio.fail_after(timeout):
         while not condition():
             await anyio.sleep(0.001)

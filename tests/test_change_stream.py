@@ -30,14 +30,14 @@ from tests._mockupdb_peer import HANGUP, body, command_error
 from tests._runtime import captured_logs
 
 pytestmark = pytest.mark.anyio
-FAST = {"max_await_time": 0.05, "checkpoint_interval": 0.05}
+FAST: dict[str, Any] = {"max_await_time": 0.05, "checkpoint_interval": 0.05}
 
 
 class Crash(BaseException):
     """Stands in for the process dying (kill -9) inside a handler: nothing after it runs."""
 
 
-def recorder(oplog: FakeOplog, *, crash_at: int | None = None, **options: Any) -> Workflow:
+def recorder(oplog: FakeOplog, *, crash_at: int | None = None, **options: Any) -> Any:
     """A workflow whose handler records each event's position; it "dies" at `crash_at` once."""
     options = FAST | options
 

@@ -32,7 +32,11 @@ from tests._mockupdb_peer import HANGUP, command_error, open_mock_mongo
 from tests._runtime import captured_logs
 
 pytestmark = pytest.mark.anyio
-FAST = {"max_await_time": 0.05, "checkpoint_interval": 0.05, "reconnect_delay": 0.05}
+FAST: dict[str, Any] = {
+    "max_await_time": 0.05,
+    "checkpoint_interval": 0.05,
+    "reconnect_delay": 0.05,
+}
 RESUMABLE = command_error(6, "host unreachable", labels=("ResumableChangeStreamError",))
 
 
@@ -57,8 +61,18 @@ def shop(source: object, *, fail_on: set[int] | None = None, **options: Any) -> 
     return Shop()
 
 
+def saved_text(store: StateStore, key: str) -> str:
+    """A value the `sync` trigger must have saved."""
+    value = store.get_state("shop", "sync", key)
+    assert value is not None, key
+    return value
+
+
 def trigger_of(runtime: Any) -> ChangeStreamTrigger:
-    return next(t for t in runtime.metrics.streams.triggers if t.name == "sync")
+    found: ChangeStreamTrigger = next(
+        t for t in runtime.metrics.streams.triggers if t.name == "sync"
+    )
+    return found
 
 
 async def test_network_error_pymongo_cannot_resume_reopens_from_saved_token(
@@ -131,10 +145,8 @@ async def test_history_lost_restarts_from_now_with_a_warning_and_a_recorded_gap(
             async with serving(flow, state) as runtime:
                 oplog.updates(2)
                 await wait_for(lambda: flow.seen == [16, 17])
-                gaps = json.loads(
-                    runtime.state.get_state("shop", "sync", "history_gaps:shop.orders")
-                )
-                saved = loads(runtime.state.get_state("shop", "sync", "resume_token:shop.orders"))
+                gaps = json.loads(saved_text(runtime.state, "history_gaps:shop.orders"))
+                saved = loads(saved_text(runtime.state, "resume_token:shop.orders"))
                 stats = trigger_of(runtime).stats
         assert change_streams(oplog.mongo)[mark:] == [{"startAfter": token(5)}, {}]
     assert saved == token(17) and stats.history_gaps == 1
@@ -188,7 +200,7 @@ async def test_failing_handler_is_retried_then_dead_lettered_and_the_stream_move
             await wait_for(lambda: trigger_of(runtime).stats.events_handled == 2)
             letters = runtime.state.dead_letters("shop")
             runs = runtime.state.runs("shop", "sync")
-            saved = loads(runtime.state.get_state("shop", "sync", "resume_token:shop.orders"))
+            saved = loads(saved_text(runtime.state, "resume_token:shop.orders"))
     assert flow.seen == [1, 2, 2, 2, 3]
     assert [(r.attempt, r.status) for r in reversed(runs)] == [
         (1, "succeeded"),
@@ -233,7 +245,7 @@ async def test_on_error_stop_stops_the_trigger_without_advancing(tmp_path: Path)
         flow = shop(oplog.mongo.url("shop"), fail_on={3}, on_error="stop", retries=0)
         failure = await run_to_end(new_runtime(flow, state), lambda: oplog.updates(5))
         store = StateStore(state)
-        saved = loads(store.get_state("shop", "sync", "resume_token:shop.orders"))
+        saved = loads(saved_text(store, "resume_token:shop.orders"))
         letters = store.dead_letters("shop")
         store.close()
     assert flow.seen == [1, 2, 3]

@@ -29,7 +29,7 @@ from tests._change_stream_peer import (
 )
 from tests._mockupdb_peer import body
 
-FAST = {"max_await_time": 0.05, "checkpoint_interval": 0.05}
+FAST: dict[str, Any] = {"max_await_time": 0.05, "checkpoint_interval": 0.05}
 URL = "mongodb://dest:27017/?replicaSet=rs0"
 
 

@@ -18,7 +18,7 @@ from dataflow.triggers._changestream.checkpoint import loads
 from tests._change_stream_peer import new_runtime, open_oplog, token, wait_for
 
 pytestmark = pytest.mark.anyio
-FAST = {"max_await_time": 0.05, "checkpoint_interval": 0.05}
+FAST: dict[str, Any] = {"max_await_time": 0.05, "checkpoint_interval": 0.05}
 
 
 def saved(state: Path) -> Any:

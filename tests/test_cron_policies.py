@@ -96,7 +96,7 @@ async def test_overlap_policies(
     async with running(wf, tmp_path, autojump=False) as runtime:
         for fire in fires:  # time moves only here, one fire at a time
             runtime.clock.set(fire)  # type: ignore[attr-defined]
-            await until(lambda fire=fire: last_fire(tmp_path) == fire)
+            await until(lambda fire=fire: last_fire(tmp_path) == fire)  # type: ignore[misc]
             await anyio.sleep(0.05)  # let the trigger hand the fire to its overlap gate
         gate.release.set()  # let the running and the queued runs through
         await until(lambda: len(gate.started) >= len(expected_started))

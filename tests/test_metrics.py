@@ -24,9 +24,10 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from dataflow import Runtime, Settings, SettingsError, Workflow, cronjob, current_run, startup
-from dataflow._core.run import Run, RunStatus
+from dataflow._core.run import Run, RunStatus, TriggerState
 from dataflow.runtime._health import MetricsServer
 from dataflow.runtime._metrics import RunMetrics
+from dataflow.state import StateStore
 from dataflow.testing import FakeClock
 from dataflow.triggers.base import StreamStats, Trigger, TriggerContext
 from tests._runtime import START
@@ -142,11 +143,14 @@ async def _check_counts(server: MetricsServer | None) -> None:
     assert value(found, "dataflow_runs_in_flight", trigger="tick") == 0.0
 
 
-def test_each_runtime_has_its_own_registry() -> None:
+def test_each_runtime_has_its_own_registry(tmp_path: Path) -> None:
     """Two runtimes' metrics never collide, and the global registry is left alone."""
     before = {name for name in REGISTRY._names_to_collectors if name.startswith("dataflow")}
     first, second = RunMetrics("m", lambda: START), RunMetrics("m", lambda: START)
-    run = Run(run_id="r", workflow="m", trigger="t", scheduled_at=None, started_at=START)
+    state = TriggerState(StateStore(tmp_path / "state.db"), "m", "t")
+    run = Run(
+        run_id="r", workflow="m", trigger="t", scheduled_at=None, started_at=START, state=state
+    )
     first.run_started(run)
     first.run_finished(run, RunStatus.SUCCEEDED, 0.5)
     second.run_skipped("t")

@@ -227,7 +227,7 @@ async def test_overlapping_fire_is_skipped_and_recorded(tmp_path: Path) -> None:
         release.set()
     found = statuses(tmp_path, "job")
     assert found[0] in ("running", "succeeded") and found[1:3] == ["skipped", "skipped"]
-    assert RunStatus.SKIPPED == "skipped"
+    assert RunStatus.SKIPPED.value == "skipped"
 
 
 async def test_handlers_keep_values_between_runs_in_the_state_store(tmp_path: Path) -> None:

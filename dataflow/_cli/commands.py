@@ -92,6 +92,8 @@ def history_command(args: argparse.Namespace) -> int:
     from dataflow._cli.views import show_history
 
     settings, workflow_class = load(args)
+    if args.trigger is not None:
+        workflow_class.declared_trigger(args.trigger)  # a typo is bad input, not "no runs"
     store = open_existing_store(settings.state_file(workflow_class.workflow_name))
     if store is None:
         show_history([], as_json=args.json)

@@ -12,22 +12,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from dataflow._core.redact import redact_url
 from dataflow.state import RunRecord, StateStore
-from dataflow.triggers._cron.trigger import LAST_FIRE, CronPolicy, CronTrigger
-from dataflow.triggers.base import RunPolicy, Trigger
-from dataflow.triggers.mongo_change_listener import ChangeStreamPolicy, ChangeStreamSpec
-from dataflow.triggers.startup import StartupTrigger
+from dataflow.triggers._changestream.policy import TOKEN_KEY
+from dataflow.triggers._cron.trigger import LAST_FIRE
 from dataflow.triggers.workflow import DeclaredTrigger, Workflow
 
-# A change stream's position is saved as `resume_token:<namespace>` (triggers/_checkpoint.py,
-# not imported: it loads pymongo).
-TOKEN_KEY = "resume_token"
 _QUALIFIED = re.compile(r"^(?:\w+\.)+(?=\w+:)")  # `pkg.mod.` before an exception's class name
 
 
@@ -85,14 +77,17 @@ def describe_declared(
     now: datetime,
     next_n: int,
 ) -> TriggerInfo:
-    """Describe one trigger, built on the class's function: no workflow instance is created.
-
-    A change stream is described from its spec: building it would load pymongo for nothing.
-    """
-    if isinstance(declared.spec, ChangeStreamSpec):
-        return describe_stream(declared.name, declared.spec, state)
-    trigger = declared.spec.build(getattr(workflow_class, declared.attribute))
-    return describe(trigger, state, now, next_n)
+    """Describe one trigger from the class's function: no workflow instance is created."""
+    found = declared.spec.description(getattr(workflow_class, declared.attribute), now, next_n)
+    return TriggerInfo(
+        name=declared.name,
+        kind=declared.spec.kind,
+        source=found.source,
+        timezone=found.timezone,
+        policy=found.options,
+        next_fires=found.next_fires,
+        state=state,
+    )
 
 
 def _saved_state(workflow: str, store: StateStore | None) -> dict[str, list[StateEntry]]:
@@ -101,73 +96,6 @@ def _saved_state(workflow: str, store: StateStore | None) -> dict[str, list[Stat
         entry = StateEntry(key, value, updated_at, _token_time(value) if _is_token(key) else None)
         by_trigger.setdefault(trigger, []).append(entry)
     return by_trigger
-
-
-def describe(trigger: Trigger, state: list[StateEntry], now: datetime, next_n: int) -> TriggerInfo:
-    if isinstance(trigger, CronTrigger):
-        schedule = trigger.schedule
-        return TriggerInfo(
-            name=trigger.name,
-            kind="cron",
-            source=schedule.expression,
-            timezone=schedule.timezone.key,
-            policy=cron_policy(trigger.policy),
-            next_fires=list(islice(schedule.iter_after(now), next_n)),
-            state=state,
-        )
-    if isinstance(trigger, StartupTrigger):
-        return TriggerInfo(
-            name=trigger.name,
-            kind="startup",
-            source="once, before other triggers",
-            policy=run_policy(trigger.policy),
-            state=state,
-        )
-    return _describe_other(trigger, state)
-
-
-def _describe_other(trigger: Trigger, state: list[StateEntry]) -> TriggerInfo:
-    """Any other kind of trigger: its own description, its policy dataclass, what it saved."""
-    policy = getattr(trigger, "policy", None)
-    return TriggerInfo(
-        name=trigger.name,
-        kind=trigger.kind,
-        source=trigger.describe(),
-        policy=flat_policy(policy) if dataclasses.is_dataclass(policy) else {},
-        state=state,
-    )
-
-
-def describe_stream(name: str, spec: ChangeStreamSpec, state: list[StateEntry]) -> TriggerInfo:
-    return TriggerInfo(
-        name=name,
-        kind=spec.kind,
-        source=f"{spec.namespace}\n{source_label(spec.source)}",
-        policy=stream_policy(spec.policy),
-        state=state,
-    )
-
-
-def source_label(source: object) -> str:
-    """A change stream's source without password or URI options; `$NAME` for a setting."""
-    if isinstance(source, str):
-        if "://" not in source:
-            return f"${source}"
-        return urlunsplit(urlsplit(redact_url(source))._replace(query="", fragment=""))
-    target = getattr(getattr(source, "sync", source), "target", None)  # MongoDB(Async)
-    return str(target) if target is not None else type(source).__name__
-
-
-def stream_policy(policy: ChangeStreamPolicy) -> dict[str, Any]:
-    types = policy.operation_types
-    return {
-        "operation_types": ",".join(types) if types else None,
-        "full_document": policy.full_document,
-        "on_error": policy.on_error,
-        "on_history_lost": policy.on_history_lost,
-        "checkpoint_interval": policy.checkpoint_interval,
-        **run_policy(policy.run),
-    }
 
 
 def _is_token(key: str) -> bool:
@@ -183,37 +111,6 @@ def _token_time(value: str) -> datetime | None:
     except (ValueError, AttributeError):
         pass
     return None
-
-
-def cron_policy(policy: CronPolicy) -> dict[str, Any]:
-    return {
-        "overlap": policy.overlap.value,
-        "catchup": policy.catchup,
-        "misfire_grace": policy.misfire_grace,
-        "jitter": policy.jitter or None,
-        **run_policy(policy.run),
-    }
-
-
-def run_policy(policy: RunPolicy) -> dict[str, Any]:
-    values: dict[str, Any] = {"timeout": policy.timeout}
-    if policy.retries:
-        values |= {"retries": policy.retries, "retry_delay": policy.retry_delay}
-    return values
-
-
-def flat_policy(policy: Any) -> dict[str, Any]:
-    """A policy dataclass as flat options, a nested `RunPolicy` folded in."""
-    values: dict[str, Any] = {}
-    for item in dataclasses.fields(policy):
-        value = getattr(policy, item.name)
-        if isinstance(value, RunPolicy):
-            values |= run_policy(value)
-        elif dataclasses.is_dataclass(value):
-            values |= flat_policy(value)
-        else:
-            values[item.name] = getattr(value, "value", value)  # an enum shows its value
-    return values
 
 
 def last_fire(state: list[StateEntry]) -> datetime | None:

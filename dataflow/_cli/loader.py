@@ -16,7 +16,6 @@ from dataflow._core.errors import (
     WorkflowImportError,
     WorkflowNotFound,
 )
-from dataflow.triggers.cronjob import CronError
 from dataflow.triggers.workflow import Workflow, implicit_workflow
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
@@ -102,10 +101,8 @@ def _exec_file(module_name: str, path: Path) -> types.ModuleType:
 def _guarded(name: str, load: Callable[[], types.ModuleType]) -> types.ModuleType:
     try:
         module = load()
-    except DataflowError:
+    except DataflowError:  # an invalid decorator (cron expression, signature) says it all
         raise
-    except CronError as exc:
-        raise WorkflowError(str(exc)) from None
     except Exception as exc:
         raise WorkflowImportError(name, _summary(exc), _user_traceback(exc)) from None
     return module

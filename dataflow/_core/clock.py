@@ -35,4 +35,11 @@ class SystemClock:
         await anyio.lowlevel.checkpoint()
 
 
+def iso(value: datetime | None, *, utc: bool = False) -> str | None:
+    """ISO 8601 text for logs and the state store (`utc`: converted first); None stays None."""
+    if value is None:
+        return None
+    return (value.astimezone(UTC) if utc else value).isoformat()
+
+
 publish("dataflow", Clock, SystemClock)

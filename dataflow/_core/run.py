@@ -74,10 +74,10 @@ class Run:
     trigger: str
     scheduled_at: datetime | None
     started_at: datetime
+    state: TriggerState  # this trigger's saved values: watermarks and the like
     attempt: int = 1
     payload: object = None
     timed_out: bool = False
-    state: TriggerState | None = None  # this trigger's saved values: watermarks and the like
     _cancel_requested: threading.Event = field(default_factory=threading.Event, repr=False)
     _on_cancel: list[Callable[[], object]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

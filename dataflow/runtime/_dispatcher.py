@@ -5,8 +5,11 @@ APScheduler's habit: catch the cancellation, record the outcome under a shielded
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import random
+import sys
+import threading
 from datetime import timedelta
 from functools import partial
 
@@ -18,7 +21,6 @@ from dataflow._core import offload
 from dataflow._core.clock import Clock
 from dataflow._core.logs import get_logger
 from dataflow._core.run import Run, RunStatus, reset_current_run, set_current_run
-from dataflow.runtime._in_thread import InThreadRuns
 from dataflow.runtime._runbook import RunBook, RunObserver, completed, failed, thread_deadline
 from dataflow.state import StateStore
 from dataflow.triggers.base import RunHandle, RunOutcome, RunRequest
@@ -28,8 +30,9 @@ __all__ = ["Dispatcher", "RunObserver"]
 log = get_logger("dataflow.run")
 
 
-class Dispatcher(InThreadRuns):
-    """The runtime's `Runner`: executes run requests inline or in the run group."""
+class Dispatcher:
+    """The runtime's `Runner`: executes run requests on the loop, in the run group, or inline in
+    a trigger's own worker thread (change streams: no thread hop per event)."""
 
     def __init__(
         self, workflow: str, state: StateStore, clock: Clock, limiter: anyio.CapacityLimiter
@@ -58,12 +61,12 @@ class Dispatcher(InThreadRuns):
     async def _run_spawned(self, handle: RunHandle) -> None:
         try:
             with handle.cancel_scope:
-                await self.run(handle.request, handle)
+                await self.execute(handle.request, handle)
         finally:
             self.active.discard(handle)
             handle.finished.set()
 
-    async def run(self, request: RunRequest, handle: RunHandle | None = None) -> RunOutcome:
+    async def execute(self, request: RunRequest, handle: RunHandle | None = None) -> RunOutcome:
         """Run with retries by policy; returns the last attempt's outcome."""
         policy = request.policy
         for attempt in range(1, policy.retries + 2):
@@ -83,6 +86,58 @@ class Dispatcher(InThreadRuns):
         log.info("run retry scheduled", trigger=request.trigger, attempt=attempt + 1, delay=delay)
         await self.clock.sleep_until(self.clock.now() + timedelta(seconds=delay))
 
+    def execute_in_thread(
+        self, request: RunRequest, cancel: threading.Event | None = None
+    ) -> RunOutcome:
+        """`execute()` for a sync handler, inline in the calling worker thread.
+
+        Call it from a worker thread AnyIO started (retry backoff sleeps on the loop's clock).
+        `cancel` is the caller's hard stop: once set, the handler sees
+        `current_run().cancelled`, its return counts as cancelled, and no retry starts.
+        """
+        for attempt in range(1, request.policy.retries + 2):
+            outcome = self._attempt_in_thread(request, attempt, cancel)
+            if outcome.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
+                break
+            if attempt <= request.policy.retries and not self._backoff_in_thread(
+                request, attempt, cancel
+            ):
+                return RunOutcome(RunStatus.CANCELLED, outcome.error)
+        return outcome
+
+    def _backoff_in_thread(
+        self, request: RunRequest, attempt: int, cancel: threading.Event | None
+    ) -> bool:
+        """Wait before a retry; False when stopped instead (hard stop, loop cancelled or gone)."""
+        if cancel is not None and cancel.is_set():
+            return False
+        try:
+            anyio.from_thread.run(self._backoff, request, attempt)
+        except BaseException as exc:
+            if isinstance(exc, anyio.RunFinishedError) or _is_cancellation(exc):
+                return False
+            raise
+        return cancel is None or not cancel.is_set()
+
+    def _attempt_in_thread(
+        self, request: RunRequest, attempt: int, cancel: threading.Event | None
+    ) -> RunOutcome:
+        run = self.book.new_run(request, attempt, cancel)
+        with bound_contextvars(workflow=self.workflow, trigger=request.trigger, run_id=run.run_id):
+            self.book.started(run)
+            token = set_current_run(run)
+            try:
+                with self.book.executing(run), thread_deadline(run, request.policy.timeout):
+                    request.handler(*request.args)
+            except Exception as exc:
+                outcome = failed(run, exc)
+            else:
+                outcome = completed(run, request.policy.timeout)
+            finally:
+                reset_current_run(token)
+            self.book.finished(run, outcome)
+        return outcome
+
     async def record_skipped(self, request: RunRequest, reason: str) -> None:
         await offload.run_sync(partial(self.book.skipped, request, reason))
 
@@ -100,7 +155,7 @@ class Dispatcher(InThreadRuns):
                 await offload.run_sync(partial(self.book.started, run))
             try:
                 await anyio.lowlevel.checkpoint_if_cancelled()  # cancelled meanwhile: do not run
-                outcome = await self._execute(run, request)
+                outcome = await self._call_handler(run, request)
             except anyio.get_cancelled_exc_class():
                 run.request_cancel()
                 with anyio.CancelScope(shield=True):
@@ -111,7 +166,7 @@ class Dispatcher(InThreadRuns):
                 await offload.run_sync(partial(self.book.finished, run, outcome))
         return outcome
 
-    async def _execute(self, run: Run, request: RunRequest) -> RunOutcome:
+    async def _call_handler(self, run: Run, request: RunRequest) -> RunOutcome:
         timeout = request.policy.timeout
         token = set_current_run(run)
         try:
@@ -137,3 +192,12 @@ class Dispatcher(InThreadRuns):
             abandon_on_cancel=True,
             kind="handler",
         )
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    """The loop's cancellation, as a call from a worker thread sees it (asyncio or trio):
+    outside the loop there is no current backend to ask for its cancellation class."""
+    trio = sys.modules.get("trio")
+    return isinstance(exc, asyncio.CancelledError) or (
+        trio is not None and isinstance(exc, trio.Cancelled)
+    )

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import inspect
 import signal
-from datetime import datetime
 
 import anyio
 from anyio.abc import TaskStatus
 
 from dataflow._core import offload
-from dataflow._core.clock import Clock, SystemClock
+from dataflow._core.clock import Clock, SystemClock, iso
 from dataflow._core.errors import StartupFailed, StateStoreError, TriggerFailed
 from dataflow._core.exports import publish
 from dataflow._core.logs import get_logger
@@ -29,7 +28,6 @@ from dataflow.runtime._lock import exclusive_lock
 from dataflow.runtime._metrics import RunMetrics
 from dataflow.state import RunRecord, StateStore
 from dataflow.triggers.base import Trigger, TriggerContext
-from dataflow.triggers.startup import StartupTrigger
 from dataflow.triggers.workflow import Workflow
 
 log = get_logger("dataflow.runtime")
@@ -142,11 +140,11 @@ class Runtime:
             log.info("workflow starting", workflow=self.name, triggers=len(triggers))
             with self._hard_scope:
                 if not self.stopping.is_set():  # a signal may have come during the recovery
-                    startups = [t for t in triggers if isinstance(t, StartupTrigger)]
+                    startups = [t for t in triggers if t.runs_before_others]
                     await self.run_startup(startups, ctx)
                 if not self.stopping.is_set():
                     await self._serve_triggers(
-                        [t for t in triggers if not isinstance(t, StartupTrigger)], ctx
+                        [t for t in triggers if not t.runs_before_others], ctx
                     )
             tg.cancel_scope.cancel()
 
@@ -168,12 +166,12 @@ class Runtime:
                 "run interrupted by a previous stop",
                 trigger=record.trigger,
                 run_id=record.run_id,
-                scheduled_at=_iso(record.scheduled_at),
+                scheduled_at=iso(record.scheduled_at),
             )
             by_trigger.setdefault(record.trigger, []).append(record)
         return by_trigger
 
-    async def run_startup(self, startups: list[StartupTrigger], ctx: TriggerContext) -> None:
+    async def run_startup(self, startups: list[Trigger], ctx: TriggerContext) -> None:
         """All startup handlers at once; the first failure cancels the rest."""
         async with anyio.create_task_group() as tg:
             for trigger in startups:
@@ -231,10 +229,6 @@ class Runtime:
 async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 async def _disconnect(connection: object) -> None:

@@ -16,13 +16,12 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from dataflow._core.errors import SettingsError, StartupFailed, WorkflowNotFound
+from dataflow._core.errors import StartupFailed, WorkflowNotFound
 from dataflow._core.run import RunStatus
 from dataflow.runtime._groups import first_error
 from dataflow.runtime._lifecycle import Runtime
 from dataflow.state import DeadLetter
-from dataflow.triggers.base import RunHandle, RunPolicy, RunRequest, Trigger
-from dataflow.triggers.startup import StartupTrigger
+from dataflow.triggers.base import RunHandle, Trigger
 from dataflow.triggers.workflow import Workflow
 
 
@@ -32,15 +31,15 @@ async def run_trigger_once(
     """Run startup handlers (unless `startup=False`), then `trigger_name`'s handler once."""
     triggers = runtime.workflow.triggers()
     target = find_trigger(runtime.workflow, triggers, trigger_name)
-    request = manual_request(runtime.workflow, target, payload)
+    request = target.manual_request(payload)
     handle = RunHandle(request)
     with first_error(StartupFailed), anyio.CancelScope() as scope:
         async with anyio.create_task_group() as tg:
             await tg.start(_cancel_on_signal, handle, scope)
             if startup:
-                others = [t for t in triggers if isinstance(t, StartupTrigger) and t is not target]
+                others = [t for t in triggers if t.runs_before_others and t is not target]
                 await runtime.run_startup(others, runtime.context())
-            await runtime.dispatcher.run(request, handle)
+            await runtime.dispatcher.execute(request, handle)
             tg.cancel_scope.cancel()
     return handle
 
@@ -68,53 +67,8 @@ def find_dead_letter(runtime: Runtime, letter_id: int) -> DeadLetter:
 
 
 def find_trigger(workflow: Workflow, triggers: list[Trigger], name: str) -> Trigger:
-    found = next((t for t in triggers if t.name == name), None)
-    if found is None:
-        known = ", ".join(t.name for t in triggers)
-        raise WorkflowNotFound(
-            f"workflow {workflow.workflow_name!r} has no trigger {name!r}: it has {known}"
-        )
-    return found
-
-
-def manual_request(workflow: Workflow, trigger: Trigger, payload: Any) -> RunRequest:
-    """What the trigger would submit, built from `payload` instead of a fire or an event."""
-    own = getattr(trigger, "manual_request", None)  # a trigger may know better (change streams)
-    if callable(own):
-        request = own(payload)
-        assert isinstance(request, RunRequest)
-        return request
-    args = _handler_args(workflow, trigger, payload)
-    return RunRequest(
-        trigger=trigger.name,
-        handler=trigger.handler,
-        args=args,
-        policy=run_policy(trigger),
-        payload=payload,
-    )
-
-
-def run_policy(trigger: Trigger) -> RunPolicy:
-    """The trigger's timeout and retries (a cron policy holds them as `.run`)."""
-    policy = getattr(trigger, "policy", None)
-    nested = getattr(policy, "run", None)
-    if isinstance(nested, RunPolicy):
-        return nested
-    return policy if isinstance(policy, RunPolicy) else RunPolicy()
-
-
-def _handler_args(workflow: Workflow, trigger: Trigger, payload: Any) -> tuple[Any, ...]:
-    """The payload is the handler's argument when its trigger passes one (a change event)."""
-    declared = next(d for d in type(workflow).__triggers__ if d.name == trigger.name)
-    wanted = declared.spec.handler_args
-    if not wanted:
-        return ()
-    if payload is None:
-        raise SettingsError(
-            f"trigger {trigger.name!r} passes {', '.join(wanted)} to its handler: "
-            "give it with --payload JSON"
-        )
-    return (payload,) if len(wanted) == 1 else tuple(payload)
+    declared = workflow.declared_trigger(name)  # an unknown name is bad input
+    return next(t for t in triggers if t.name == declared.name)
 
 
 async def _cancel_on_signal(

@@ -11,11 +11,11 @@ import traceback
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Protocol
+from typing import Protocol
 
 from structlog.contextvars import bound_contextvars
 
-from dataflow._core.clock import Clock
+from dataflow._core.clock import Clock, iso
 from dataflow._core.logs import get_logger
 from dataflow._core.run import Run, RunStatus, TriggerState
 from dataflow._core.watchdog import watchdog
@@ -63,7 +63,7 @@ class RunBook:
         self.state.record_run_start(
             run.run_id, self.workflow, run.trigger, run.scheduled_at, run.started_at, run.attempt
         )
-        log.info("run started", scheduled_at=_iso(run.scheduled_at), attempt=run.attempt)
+        log.info("run started", scheduled_at=iso(run.scheduled_at), attempt=run.attempt)
         for observer in self.observers:
             observer.run_started(run)
 
@@ -113,7 +113,7 @@ class RunBook:
             "run skipped",
             trigger=request.trigger,
             reason=reason,
-            scheduled_at=_iso(request.scheduled_at),
+            scheduled_at=iso(request.scheduled_at),
         )
 
 
@@ -147,7 +147,3 @@ class _CancelFlag(threading.Event):
 
     def is_set(self) -> bool:
         return super().is_set() or self._parent.is_set()
-
-
-def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from dataflow._core import offload
+from dataflow._core.clock import iso
 from dataflow._core.errors import StateStoreError
 
 P = ParamSpec("P")
@@ -43,10 +44,6 @@ class DeadLetter:
     created_at: datetime
     retried_at: datetime | None
     retry_status: str | None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -104,7 +101,7 @@ class StateStore:
             cur.execute(
                 "INSERT INTO trigger_state VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
                 " SET value=excluded.value, updated_at=excluded.updated_at",
-                (workflow, trigger, key, value, _iso(datetime.now(UTC))),
+                (workflow, trigger, key, value, iso(datetime.now(UTC), utc=True)),
             )
 
     def state_items(self, workflow: str) -> list[tuple[str, str, str, datetime]]:
@@ -130,7 +127,14 @@ class StateStore:
             cur.execute(
                 "INSERT INTO runs (run_id, workflow, trigger, scheduled_at, started_at, status,"
                 " attempt) VALUES (?, ?, ?, ?, ?, 'running', ?)",
-                (run_id, workflow, trigger, _iso(scheduled_at), _iso(started_at), attempt),
+                (
+                    run_id,
+                    workflow,
+                    trigger,
+                    iso(scheduled_at, utc=True),
+                    iso(started_at, utc=True),
+                    attempt,
+                ),
             )
 
     def record_run_end(
@@ -139,7 +143,7 @@ class StateStore:
         with self._cursor() as cur:
             cur.execute(
                 "UPDATE runs SET status=?, ended_at=?, error=? WHERE run_id=?",
-                (status, _iso(ended_at), error, run_id),
+                (status, iso(ended_at, utc=True), error, run_id),
             )
 
     def runs(
@@ -178,7 +182,7 @@ class StateStore:
             cur.execute(
                 "INSERT INTO dead_letters (workflow, trigger, payload, error, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (workflow, trigger, payload, error, _iso(datetime.now(UTC))),
+                (workflow, trigger, payload, error, iso(datetime.now(UTC), utc=True)),
             )
             return int(cur.lastrowid or 0)
 
@@ -194,7 +198,7 @@ class StateStore:
         with self._cursor() as cur:
             cur.execute(
                 "UPDATE dead_letters SET retried_at=?, retry_status=? WHERE id=?",
-                (_iso(datetime.now(UTC)), status, letter_id),
+                (iso(datetime.now(UTC), utc=True), status, letter_id),
             )
 
 

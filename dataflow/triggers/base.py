@@ -35,6 +35,13 @@ class RunPolicy:
     retry_delay: float = 1.0
     retry_max_delay: float = 300.0
 
+    def options(self) -> dict[str, Any]:
+        """The policy as `list` shows it: the timeout, and the retries when there are any."""
+        values: dict[str, Any] = {"timeout": self.timeout}
+        if self.retries:
+            values |= {"retries": self.retries, "retry_delay": self.retry_delay}
+        return values
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunRequest:
@@ -71,7 +78,7 @@ class RunHandle:
 class Runner(Protocol):
     """Executes runs; implemented by the runtime's dispatcher."""
 
-    async def run(self, request: RunRequest, handle: RunHandle | None = None) -> RunOutcome: ...
+    async def execute(self, request: RunRequest, handle: RunHandle | None = None) -> RunOutcome: ...
 
     async def record_skipped(self, request: RunRequest, reason: str) -> None: ...
 
@@ -79,7 +86,7 @@ class Runner(Protocol):
         """Start a run in the runtime's run group (it survives the trigger's stop for grace)."""
         ...
 
-    def run_in_thread(
+    def execute_in_thread(
         self, request: RunRequest, cancel: threading.Event | None = None
     ) -> RunOutcome:
         """Run a sync handler inline in the calling worker thread (a trigger's own), with
@@ -117,6 +124,16 @@ class StreamStats:
         return None if saved is None else max((now - saved).total_seconds(), 0.0)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Description:
+    """What the inspection commands show of a trigger, found without running anything."""
+
+    source: str  # the cron expression, the watched namespace, ...
+    timezone: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    next_fires: list[datetime] = field(default_factory=list)  # aware, in the trigger's zone
+
+
 class Trigger(ABC):
     kind: ClassVar[str]
     # True: the runtime cancels `serve` on the first stop signal (its runs keep their grace).
@@ -133,8 +150,27 @@ class Trigger(ABC):
     ) -> None:
         """Call `task_status.started()` once ready; fire until `ctx.stopping` is set."""
 
+    # True: runs in the startup phase, before any other trigger starts (`@startup`).
+    runs_before_others: ClassVar[bool] = False
+
     def describe(self) -> str:
         return self.kind
+
+    @property
+    def run_policy(self) -> RunPolicy:
+        """The timeout and retries of each run this trigger starts."""
+        return RunPolicy()
+
+    def manual_request(self, payload: Any) -> RunRequest:
+        """The run `python -m dataflow trigger` starts: the handler with what this trigger
+        passes it, built from `payload` (recorded with the run)."""
+        return RunRequest(
+            trigger=self.name, handler=self.handler, policy=self.run_policy, payload=payload
+        )
+
+    def description(self, now: datetime, count: int) -> Description:
+        """What `list` shows: the source, options, and the next `count` fires after `now`."""
+        return Description(source=self.describe(), options=self.run_policy.options())
 
     def stream_stats(self) -> StreamStats | None:
         """Streaming triggers report their counters here; others have none."""
@@ -155,6 +191,11 @@ class TriggerSpec(ABC):
 
     @abstractmethod
     def build(self, handler: Callable[..., Any]) -> Trigger: ...
+
+    def description(self, handler: Callable[..., Any], now: datetime, count: int) -> Description:
+        """The trigger's description, for inspection; a spec whose trigger loads a driver when
+        built describes itself instead."""
+        return self.build(handler).description(now, count)
 
     @property
     def trigger_name(self) -> str:

@@ -25,8 +25,9 @@ from dataflow.triggers._changestream.policy import (
     OnError,
     OnHistoryLost,
     StreamOptions,
+    describe_stream,
 )
-from dataflow.triggers.base import RunPolicy, Trigger, TriggerSpec, attach_spec
+from dataflow.triggers.base import Description, RunPolicy, Trigger, TriggerSpec, attach_spec
 
 __all__ = ["OPERATION_TYPES", "ChangeStreamPolicy", "ChangeStreamSpec", "mongodb_change_stream"]
 
@@ -47,6 +48,9 @@ class ChangeStreamSpec(TriggerSpec, StreamOptions):
         from dataflow.triggers._changestream.trigger import ChangeStreamTrigger
 
         return ChangeStreamTrigger(self.trigger_name, handler, self)
+
+    def description(self, handler: Callable[..., Any], now: datetime, count: int) -> Description:
+        return describe_stream(self)  # building the trigger would load pymongo for nothing
 
 
 def mongodb_change_stream(

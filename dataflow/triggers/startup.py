@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar, TypeVar, overload
 
 import anyio
@@ -13,6 +14,7 @@ from dataflow._core.errors import StartupFailed
 from dataflow._core.run import RunStatus
 from dataflow.triggers._decorate import decorate
 from dataflow.triggers.base import (
+    Description,
     RunPolicy,
     RunRequest,
     Trigger,
@@ -36,6 +38,7 @@ class StartupTrigger(Trigger):
     """Runs its handler once; a failure raises `StartupFailed` so the runtime stops."""
 
     kind = "startup"
+    runs_before_others = True
 
     def __init__(
         self, name: str, handler: Callable[..., Any], *, timeout: float | None = None
@@ -43,12 +46,19 @@ class StartupTrigger(Trigger):
         super().__init__(name, handler)
         self.policy = RunPolicy(timeout=timeout)
 
+    @property
+    def run_policy(self) -> RunPolicy:
+        return self.policy
+
+    def description(self, now: datetime, count: int) -> Description:
+        return Description(source="once, before other triggers", options=self.policy.options())
+
     async def serve(
         self, ctx: TriggerContext, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         task_status.started()
         request = RunRequest(trigger=self.name, handler=self.handler, policy=self.policy)
-        outcome = await ctx.runner.run(request)
+        outcome = await ctx.runner.execute(request)
         if outcome.status is not RunStatus.SUCCEEDED:
             error = outcome.error or RuntimeError(f"run {outcome.status.value}")
             raise StartupFailed(self.name, error)

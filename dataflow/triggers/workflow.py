@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dataflow._core.errors import WorkflowError
+from dataflow._core.errors import WorkflowError, WorkflowNotFound
 from dataflow._core.exports import publish
 from dataflow.triggers.base import Trigger, TriggerSpec, check_signature, spec_of
 
@@ -39,6 +39,17 @@ class Workflow:
         if "workflow_name" not in cls.__dict__:
             cls.workflow_name = cls.__name__.lower()
         cls.__triggers__ = _collect(cls)
+
+    @classmethod
+    def declared_trigger(cls, name: str) -> DeclaredTrigger:
+        """The trigger called `name`; WorkflowNotFound (bad input) naming the ones there are."""
+        found = next((d for d in cls.__triggers__ if d.name == name), None)
+        if found is None:
+            known = ", ".join(d.name for d in cls.__triggers__)
+            raise WorkflowNotFound(
+                f"workflow {cls.workflow_name!r} has no trigger {name!r}: it has {known}"
+            )
+        return found
 
     def triggers(self) -> list[Trigger]:
         """Build this instance's triggers, each bound to its handler."""

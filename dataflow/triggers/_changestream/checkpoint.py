@@ -17,9 +17,9 @@ from bson.json_util import CANONICAL_JSON_OPTIONS
 
 from dataflow._core.clock import Clock
 from dataflow.state import StateStore
+from dataflow.triggers._changestream.policy import TOKEN_KEY
 
 Token = Mapping[str, Any]
-TOKEN_KEY = "resume_token"
 GAPS_KEY = "history_gaps"
 
 

@@ -10,8 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from dataflow.triggers.base import RunPolicy
+from dataflow._core.redact import redact_url
+from dataflow.triggers.base import Description, RunPolicy
+
+# A stream's position is saved under `resume_token:<namespace>` among its trigger's values.
+TOKEN_KEY = "resume_token"
 
 OnError = Literal["dead_letter", "stop"]
 OnHistoryLost = Literal["fail", "restart_from_now"]
@@ -51,6 +56,18 @@ class ChangeStreamPolicy:
     reconnect_max_delay: float = 60.0
     run: RunPolicy = field(default_factory=RunPolicy)
 
+    def options(self) -> dict[str, Any]:
+        """The policy as `list` shows it."""
+        types = self.operation_types
+        return {
+            "operation_types": ",".join(types) if types else None,
+            "full_document": self.full_document,
+            "on_error": self.on_error,
+            "on_history_lost": self.on_history_lost,
+            "checkpoint_interval": self.checkpoint_interval,
+            **self.run.options(),
+        }
+
 
 @dataclass(frozen=True, kw_only=True)
 class StreamOptions:
@@ -66,3 +83,21 @@ class StreamOptions:
     def namespace(self) -> str:
         """`db.collection`, `db` (a whole database) or `*` (the whole deployment)."""
         return ".".join(filter(None, (self.database, self.collection))) or "*"
+
+
+def describe_source(source: object) -> str:
+    """A change stream's source without password or URI options; `$NAME` for a setting."""
+    if isinstance(source, str):
+        if "://" not in source:
+            return f"${source}"
+        return urlunsplit(urlsplit(redact_url(source))._replace(query="", fragment=""))
+    target = getattr(getattr(source, "sync", source), "target", None)  # MongoDB(Async)
+    return str(target) if target is not None else type(source).__name__
+
+
+def describe_stream(options: StreamOptions) -> Description:
+    """What `list` shows of a change stream: namespace, source, options (pymongo not loaded)."""
+    return Description(
+        source=f"{options.namespace}\n{describe_source(options.source)}",
+        options=options.policy.options(),
+    )

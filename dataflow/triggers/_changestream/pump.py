@@ -146,8 +146,8 @@ class Pump:
     def _handle(self, event: Document) -> RunOutcome:
         request = self.trigger.request_for(event)
         if not self.trigger.is_async:
-            return self.ctx.runner.run_in_thread(request, self.hard)
-        outcome = self.bridge.call(lambda: self.ctx.runner.run(request))
+            return self.ctx.runner.execute_in_thread(request, self.hard)
+        outcome = self.bridge.call(lambda: self.ctx.runner.execute(request))
         return outcome or RunOutcome(RunStatus.CANCELLED)
 
     def _on_failed(self, event: Document, outcome: RunOutcome) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pymongo
 from bson import Timestamp
@@ -17,12 +16,11 @@ from pymongo.errors import ConnectionFailure, CursorNotFound, OperationFailure, 
 from pymongo.synchronous.change_stream import ChangeStream
 
 from dataflow._core.errors import ChangeStreamUnavailable, one_line
-from dataflow._core.redact import redact_url
 from dataflow._core.settings import require_env
 from dataflow.connection._mongo import Document, MongoDB
 from dataflow.connection._mongo_async import MongoDBAsync
 from dataflow.triggers._changestream.checkpoint import Token
-from dataflow.triggers._changestream.policy import EXPANDED_TYPES, StreamOptions
+from dataflow.triggers._changestream.policy import EXPANDED_TYPES, StreamOptions, describe_source
 
 HISTORY_LOST = 286  # ChangeStreamHistoryLost: the resume point has left the oplog
 NO_REPLICA_SET = 40573  # "$changeStream is only supported on replica sets"
@@ -134,12 +132,3 @@ class StreamSource:
             f"or sharded cluster (error {NO_REPLICA_SET}: {reason}). Run mongod with "
             "--replSet (a one-node replica set is enough) and connect with ?replicaSet=..."
         )
-
-
-def describe_source(source: object) -> str:
-    if isinstance(source, str):
-        if "://" not in source:
-            return f"${source}"
-        return urlunsplit(urlsplit(redact_url(source))._replace(query="", fragment=""))
-    target = getattr(getattr(source, "sync", source), "target", None)
-    return str(target) if target is not None else type(source).__name__

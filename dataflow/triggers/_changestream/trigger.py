@@ -12,6 +12,7 @@ import inspect
 import json
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -22,10 +23,17 @@ from dataflow._core.errors import SettingsError
 from dataflow.connection._mongo import Document
 from dataflow.triggers._changestream.bridge import LoopBridge, set_when
 from dataflow.triggers._changestream.checkpoint import loads
-from dataflow.triggers._changestream.policy import StreamOptions
+from dataflow.triggers._changestream.policy import StreamOptions, describe_source, describe_stream
 from dataflow.triggers._changestream.pump import Pump, event_time
-from dataflow.triggers._changestream.source import StreamSource, describe_source
-from dataflow.triggers.base import RunRequest, StreamStats, Trigger, TriggerContext
+from dataflow.triggers._changestream.source import StreamSource
+from dataflow.triggers.base import (
+    Description,
+    RunPolicy,
+    RunRequest,
+    StreamStats,
+    Trigger,
+    TriggerContext,
+)
 
 T = TypeVar("T")
 _HALT_WAIT = 1.0  # seconds a hard-stopped pump gets to return before it is abandoned
@@ -49,6 +57,13 @@ class ChangeStreamTrigger(Trigger):
         types = self.policy.operation_types
         only = f" ({', '.join(types)})" if types else ""
         return f"{describe_source(self.spec.source)} {self.spec.namespace}{only}"
+
+    @property
+    def run_policy(self) -> RunPolicy:
+        return self.policy.run
+
+    def description(self, now: datetime, count: int) -> Description:
+        return describe_stream(self.spec)
 
     def stream_stats(self) -> StreamStats:
         return self.stats

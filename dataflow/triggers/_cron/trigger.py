@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any, Literal
 
 import anyio
@@ -19,7 +20,7 @@ from anyio.abc import TaskStatus
 from dataflow._core.logs import get_logger
 from dataflow.triggers._cron.overlap import Overlap, OverlapGate
 from dataflow.triggers._cron.schedule import CronSchedule
-from dataflow.triggers.base import RunPolicy, RunRequest, Trigger, TriggerContext
+from dataflow.triggers.base import Description, RunPolicy, RunRequest, Trigger, TriggerContext
 
 log = get_logger("dataflow.trigger")
 Catchup = Literal["coalesce", "all", "none"]
@@ -37,7 +38,7 @@ class CronPolicy:
 
 
 class CronTrigger(Trigger):
-    kind = "cron"
+    kind = "cronjob"
 
     def __init__(
         self, name: str, handler: Callable[..., Any], schedule: CronSchedule, policy: CronPolicy
@@ -45,6 +46,26 @@ class CronTrigger(Trigger):
         super().__init__(name, handler)
         self.schedule = schedule
         self.policy = policy
+
+    @property
+    def run_policy(self) -> RunPolicy:
+        return self.policy.run
+
+    def description(self, now: datetime, count: int) -> Description:
+        policy = self.policy
+        options = {
+            "overlap": policy.overlap.value,
+            "catchup": policy.catchup,
+            "misfire_grace": policy.misfire_grace,
+            "jitter": policy.jitter or None,
+            **policy.run.options(),
+        }
+        return Description(
+            source=self.schedule.expression,
+            timezone=self.schedule.timezone.key,
+            options=options,
+            next_fires=list(islice(self.schedule.iter_after(now), count)),
+        )
 
     def describe(self) -> str:
         return f"cron {self.schedule.expression} ({self.schedule.timezone.key})"

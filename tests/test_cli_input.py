@@ -1,0 +1,75 @@
+"""Bad command-line input is one line and exit 2; a closed pipe ends quietly; typos are caught."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import SMALL, env, run_cli, write
+
+pytestmark = pytest.mark.slow
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["list", "small", "--next", "abc"], "--next: expected a whole number from 1 to"),
+        (["list", "small", "--next", "1e20"], "not '1e20'"),
+        (["history", "small", "--limit", "99999999999999999999"], "--limit: expected a whole"),
+        (["history", "small", "--limit", "0"], "--limit: expected a whole number from 1"),
+        (["run", "small", "--grace-period", "-1"], "--grace-period: expected a number of seconds"),
+        (["run", "small", "--grace-period", "nan"], "not 'nan'"),
+        (["run", "small", "--metrics-port", "99999"], "--metrics-port: expected a whole number"),
+        (["check", "small", "--timeout", "inf"], "--timeout: expected a number of seconds"),
+        (["histroy", "small"], "unknown command 'histroy' (did you mean 'history'?)"),
+    ],
+)
+def test_bad_arguments_are_one_line_naming_the_option(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    write(tmp_path, "small", SMALL)
+    line = one_error_line(run_cli(tmp_path, *args))
+    assert expected in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["history", "small", "--trigger", "nosuch"],
+        ["trigger", "small", "nosuch"],
+    ],
+)
+def test_an_unknown_trigger_is_bad_input_in_every_command(tmp_path: Path, args: list[str]) -> None:
+    write(tmp_path, "small", SMALL)
+    line = one_error_line(run_cli(tmp_path, *args))
+    assert "has no trigger 'nosuch': it has prepare, yearly" in line
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`dataflow list --json | head -c 1`: no BrokenPipeError traceback, SIGPIPE's status."""
+    write(tmp_path, "small", SMALL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dataflow", "list", "small", "--json", "--next", "1000"],
+        cwd=tmp_path,
+        env=env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(1) == "{"
+    proc.stdout.close()  # the reader goes away before the output ends
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=30) == 141, stderr
+    assert stderr == ""
