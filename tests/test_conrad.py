@@ -20,10 +20,10 @@ from dataflow.runtime import Runtime
 from dataflow.runtime._manual import run_trigger_once
 from tests._change_stream_peer import FakeOplog, open_oplog, serving, wait_for
 from tests._mockupdb_peer import Command, body, update_reply
+from tests._paths import ROOT
 from tests._pg import PgAdmin, pg_connection_string, unique_app
 
 pytestmark = pytest.mark.anyio
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests._paths import ROOT
+
 pytestmark = pytest.mark.anyio
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import SMALL, env, run_cli, write
+from tests.cli.test_cli import SMALL, env, run_cli, write
 
 pytestmark = pytest.mark.slow
 

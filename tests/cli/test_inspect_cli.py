@@ -30,9 +30,8 @@ from dataflow._cli.tables import print_table
 from dataflow.main import main
 from dataflow.state import StateStore
 from dataflow.testing import FakeClock
+from tests._paths import ROOT
 from tests._runtime import START
-
-ROOT = Path(__file__).resolve().parent.parent
 
 SHOP = """
 import json, os

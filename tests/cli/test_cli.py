@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests._paths import ROOT
 
 SMALL = """
 from dataflow import Workflow, startup, cronjob

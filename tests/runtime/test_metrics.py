@@ -30,9 +30,8 @@ from dataflow.runtime._metrics import RunMetrics
 from dataflow.state import StateStore
 from dataflow.testing import FakeClock
 from dataflow.triggers.base import StreamStats, Trigger, TriggerContext
+from tests._paths import ROOT
 from tests._runtime import START
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def fetch(url: str) -> tuple[int, str]:
