@@ -52,9 +52,10 @@ def _exit_without_abandoned_threads(code: int) -> None:
     offload = sys.modules.get("dataflow._core.offload")  # not loaded: no thread was ever started
     if offload is None or not (stuck := offload.abandoned_threads(_ABANDONED_WAIT)):
         return
-    from dataflow._core.logs import get_logger
+    from dataflow._core.logs import drain_logs, get_logger
 
     get_logger("dataflow.runtime").warning("exiting without abandoned threads", threads=len(stuck))
+    drain_logs()  # os._exit skips atexit
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

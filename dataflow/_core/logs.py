@@ -2,17 +2,96 @@
 
 Every line logged inside a run carries workflow, trigger and run_id through contextvars,
 which AnyIO copies into worker threads, so sync handlers get them too.
+
+Lines are written by a thread of their own (`LineWriter`), never by the caller: a reader that
+stalls (a full pipe nobody drains) or goes away (a closed pipe) must not stop the runtime
+from firing, nor a stop from finishing. Lines that cannot be written are dropped and counted.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import queue
 import sys
+import threading
+import time
 from typing import Any, TextIO
 
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+_QUEUE_LINES = 10_000  # lines held for a slow reader before new ones are dropped
+_EXIT_DRAIN_SECONDS = 1.0  # at exit, how long queued lines get to reach a slow reader
+
+
+class LineWriter:
+    """A file-like object whose `write` queues and returns at once; a daemon thread writes."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._fd = _fileno(stream)
+        self._encoding = getattr(stream, "encoding", None) or "utf-8"
+        self.dropped = 0  # lines lost to a full queue or a failing stream
+        self._lines: queue.Queue[str] = queue.Queue(_QUEUE_LINES)
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread = threading.Thread(target=self._serve, name="dataflow-log", daemon=True)
+        self._thread.start()
+
+    def write(self, text: str) -> int:
+        self._idle.clear()
+        try:
+            self._lines.put_nowait(text)
+        except queue.Full:
+            self.dropped += 1
+        return len(text)
+
+    def flush(self) -> None:
+        """Lines are flushed by the writer thread; the caller never waits for the reader."""
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for queued lines to be written; True if they were."""
+        deadline = time.monotonic() + timeout
+        while not (self._lines.empty() and self._idle.is_set()):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _serve(self) -> None:
+        while True:
+            text = self._lines.get()
+            try:
+                self._write(text)
+            except (OSError, ValueError):  # a closed pipe (EPIPE), a closed file
+                self.dropped += 1
+            if self._lines.empty():
+                self._idle.set()
+
+    def _write(self, text: str) -> None:
+        if self._fd is None:  # an in-memory stream (tests): nothing can stall
+            self.stream.write(text)
+            self.stream.flush()
+            return
+        # Straight to the file descriptor, not through the stream's buffer: a write blocked on
+        # a stalled reader then holds no lock that the interpreter needs at exit. A lone
+        # surrogate (from a handler's message) is escaped rather than crash the line.
+        data = text.encode(self._encoding, "backslashreplace")
+        while data:
+            data = data[os.write(self._fd, data) :]
+
+
+def _fileno(stream: TextIO) -> int | None:
+    try:
+        stream.flush()  # what was buffered before goes first
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+_writers: list[LineWriter] = []
 
 
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
@@ -31,12 +110,26 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         structlog.processors.format_exc_info if use_json else _keep_exc_info,
         renderer,
     ]
+    writer = LineWriter(out)
+    _writers.append(writer)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.ERROR)),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=structlog.WriteLoggerFactory(writer),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
+
+
+def dropped_log_lines() -> int:
+    """Lines logging could not write (reader gone or too slow), since the process started."""
+    return sum(writer.dropped for writer in _writers)
+
+
+@atexit.register
+def drain_logs(timeout: float = _EXIT_DRAIN_SECONDS) -> None:
+    """Give queued lines a bounded moment to reach the reader; a stalled one is not waited for."""
+    for writer in _writers:
+        writer.drain(timeout)
 
 
 def _keep_exc_info(_: Any, __: str, event: Any) -> Any:
