@@ -18,7 +18,7 @@ INSTALL_UNIXODBC = (
 )
 
 
-@cache  # only a successful import is cached: a failed one is retried (and fails fast)
+@cache  # a failed import is not cached: the next call tries again (after an install, it loads)
 def load_pyodbc() -> ModuleType:
     """The pyodbc module; raises `DataflowConnectionError` naming what to install."""
     try:
