@@ -11,9 +11,7 @@ import time
 import uuid
 from typing import Any
 
-import pyodbc
-
-from tests._peers import peer_unavailable
+from tests._peers import peer_unavailable, require_pyodbc
 
 PG_SERVER = "127.0.0.1"
 PG_PORT = 5432
@@ -52,6 +50,7 @@ class PgAdmin:
 
     def __init__(self, app: str) -> None:
         self.app = app
+        pyodbc = require_pyodbc()
         try:
             self.cnxn: Any = pyodbc.connect(pg_connection_string(f"{app}_admin"), autocommit=True)
         except pyodbc.Error as err:

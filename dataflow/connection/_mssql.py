@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import pyodbc
-
 from dataflow._core.errors import DataflowConnectionError
 from dataflow._core.exports import publish
 from dataflow._core.redact import odbc_value, redact_connection_string, redact_url
 from dataflow.connection._odbc import OdbcConnection
+from dataflow.connection._pyodbc import load_pyodbc
 from dataflow.connection._sql_core import RetryPolicy
 from dataflow.connection._tsql import Strategy, upsert_sql
 
@@ -212,7 +211,7 @@ class MicrosoftSQLServerConnection(OdbcConnection):
     def _odbc_string(self) -> str:
         if self._server is None:
             return self._connection_string
-        driver = self._server.driver or choose_driver(pyodbc.drivers())
+        driver = self._server.driver or choose_driver(load_pyodbc().drivers())
         return build_connection_string(self._server, driver)
 
     def _secrets(self) -> list[str]:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
-import pyodbc
 import structlog
 
 from dataflow._core.errors import (
@@ -29,6 +28,7 @@ from dataflow._core.errors import (
 )
 from dataflow._core.redact import redact_connection_string, secrets_in
 from dataflow.connection._odbc_text import classify, describe_odbc, sqlstate_of
+from dataflow.connection._pyodbc import load_pyodbc
 from dataflow.connection._sql_core import ErrorKind, RetryPolicy, Slot, SqlConnection, ThreadSlots
 
 T = TypeVar("T")
@@ -127,6 +127,7 @@ class OdbcRunner(SqlConnection):
         return text
 
     def _open(self) -> Any:
+        pyodbc = load_pyodbc()
         for attempt in range(self._retry.attempts):
             try:
                 cnxn = pyodbc.connect(
@@ -157,6 +158,7 @@ class OdbcRunner(SqlConnection):
     ) -> T:
         """Run `work(cursor)` on this thread's connection: timeout, cancel, retry, clear errors."""
         seconds = self.timeout if timeout is None else timeout
+        pyodbc = load_pyodbc()  # before the `except pyodbc.Error` below can be evaluated
         slot = self._slots.current()
         with slot.operation():
             for attempt in range(self._retry.attempts):
@@ -194,6 +196,7 @@ class OdbcRunner(SqlConnection):
     ) -> T:
         """One more driver call on a cursor `_run` kept open (a fetch); never retried."""
         seconds = self.timeout if timeout is None else timeout
+        pyodbc = load_pyodbc()
         try:
             with slot.statement(cursor.cancel, seconds):
                 return fetch()
@@ -209,7 +212,7 @@ class OdbcRunner(SqlConnection):
         if self._native_timeout and cnxn.timeout != wanted:
             try:
                 cnxn.timeout = wanted
-            except pyodbc.Error:
+            except load_pyodbc().Error:
                 self._native_timeout = False
 
     def _backoff(self, slot: Slot[Any], what: str, attempt: int, error: Exception) -> None:
@@ -237,6 +240,7 @@ class OdbcRunner(SqlConnection):
 
     def _finish(self, slot: Slot[Any], *, commit: bool) -> None:
         """Commit or roll back, even after a cancel (so not through `_run`), never retried."""
+        pyodbc = load_pyodbc()
         try:
             cnxn = self._slots.handle(slot)  # raises when the connection died inside the block
             with slot.busy:
@@ -260,5 +264,5 @@ def _end_transaction(cnxn: Any, commit: bool) -> None:
 
 
 def close_quietly(handle: Any) -> None:
-    with suppress(pyodbc.Error):
+    with suppress(load_pyodbc().Error):
         handle.close()

@@ -13,9 +13,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
-import pyodbc
 import pytest
 
 from dataflow.connection import (
@@ -23,6 +23,7 @@ from dataflow.connection import (
     MicrosoftSQLServerConnection,
     QueryCancelledError,
     RetryPolicy,
+    _mssql,
 )
 from dataflow.connection._mssql import (
     SqlServerTarget,
@@ -31,7 +32,7 @@ from dataflow.connection._mssql import (
     parse_mssql_url,
 )
 from dataflow.connection._tsql import quote_name, quote_table, upsert_sql
-from tests._peers import peer_unavailable
+from tests._peers import require_odbc_driver
 
 T = TypeVar("T")
 _SECRET = "p;w}d=S3cret"
@@ -132,7 +133,8 @@ def test_parse_url_rejects_what_it_cannot_read(url: str) -> None:
 
 def test_constructor_forms_and_reprs_hide_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keywords, a URL (also passed as server=) and a raw connection string all work."""
-    monkeypatch.setattr(pyodbc, "drivers", lambda: ["ODBC Driver 17 for SQL Server"])
+    installed = SimpleNamespace(drivers=lambda: ["ODBC Driver 17 for SQL Server"])
+    monkeypatch.setattr(_mssql, "load_pyodbc", lambda: installed)  # no unixODBC needed
     by_keywords = MicrosoftSQLServerConnection(
         server="db.example.com", port=1433, database="sales", username="etl", password=_SECRET
     )
@@ -158,8 +160,7 @@ def test_constructor_needs_exactly_one_target() -> None:
 
 def test_unreachable_server_through_freetds_is_one_clear_line() -> None:
     """A refused connection (real FreeTDS driver) names the target and never the password."""
-    if "FreeTDS" not in pyodbc.drivers():
-        peer_unavailable("ODBC driver 'FreeTDS' in /etc/odbcinst.ini")
+    require_odbc_driver("FreeTDS")
     conn = MicrosoftSQLServerConnection(
         server="127.0.0.1",
         port=1,

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import anyio
-import pyodbc
 import pytest
 from structlog.testing import capture_logs
 
@@ -28,8 +27,10 @@ from dataflow.connection import (
     QueryTimeoutError,
     RetryPolicy,
 )
-from tests._peers import peer_unavailable
+from tests._peers import require_odbc_driver, require_pyodbc
 from tests._pg import PgAdmin, pg_connection_string, unique_app
+
+require_pyodbc()  # the whole module drives unixODBC: skipped (failed in CI) without it
 
 T = TypeVar("T")
 _SECRET = "S3cret-Passw0rd;with}}odd{chars"
@@ -38,8 +39,7 @@ _FAST_RETRY = RetryPolicy(attempts=2, base_delay=0.01)
 
 @pytest.fixture
 def app() -> str:
-    if "PostgreSQL Unicode" not in pyodbc.drivers():
-        peer_unavailable("ODBC driver 'PostgreSQL Unicode' in /etc/odbcinst.ini")
+    require_odbc_driver("PostgreSQL Unicode")
     return unique_app()
 
 
@@ -240,8 +240,7 @@ def test_fast_executemany_when_asked_is_faster_but_drops_microseconds(
 
 def test_fast_executemany_unsupported_falls_back_row_by_row(app: str, admin: PgAdmin) -> None:
     """psqlODBC's ANSI driver rejects parameter arrays (HYC00): rows go in one by one."""
-    if "PostgreSQL ANSI" not in pyodbc.drivers():
-        peer_unavailable("ODBC driver 'PostgreSQL ANSI' in /etc/odbcinst.ini")
+    require_odbc_driver("PostgreSQL ANSI")
     string = pg_connection_string(app, driver="PostgreSQL ANSI")
     conn = OdbcConnection(string, fast_executemany=True, encoding="utf-8")
     conn.connect()

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyodbc
 import pytest
 
 from dataflow.connection import (
@@ -25,8 +24,10 @@ from dataflow.connection import (
     QueryCancelledError,
     QueryTimeoutError,
 )
-from tests._peers import peer_unavailable
+from tests._peers import require_odbc_driver, require_pyodbc
 from tests._pg import PgAdmin, pg_connection_string, unique_app
+
+pyodbc = require_pyodbc()  # the whole module drives unixODBC: skipped (failed in CI) without it
 
 # Each driver's way to keep the server busy for far longer than any test waits.
 _SLOW = {
@@ -46,21 +47,16 @@ class Peer:
     slow_sql: str
 
 
-def _driver_present(name: str) -> None:
-    if name not in pyodbc.drivers():
-        peer_unavailable(f"ODBC driver {name!r} in /etc/odbcinst.ini")
-
-
 @pytest.fixture(params=["postgresql", "sqlite"])
 def peer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Peer]:
     """A connected OdbcConnection on each driver, with an empty table `table (id, name)`."""
     if request.param == "postgresql":
-        _driver_present("PostgreSQL Unicode")
+        require_odbc_driver("PostgreSQL Unicode")
         app = unique_app()
         PgAdmin(app).close()  # skips (or fails in CI) when the server is down
         conn = OdbcConnection(pg_connection_string(app))
     else:
-        _driver_present("SQLite3")
+        require_odbc_driver("SQLite3")
         conn = OdbcConnection(f"DRIVER={{SQLite3}};Database={tmp_path / 'odbc.db'}")
     table = f"t_{uuid.uuid4().hex[:10]}"
     conn.connect()

@@ -11,11 +11,10 @@ import socket
 import subprocess
 from pathlib import Path
 
-import pyodbc
 import pytest
 
 from tests._mockupdb_peer import command_error, open_mock_mongo
-from tests._peers import peer_unavailable
+from tests._peers import require_odbc_driver
 from tests._pg import PG_PORT, PgAdmin, pg_connection_string, unique_app
 from tests.reliability._proc import run_cli, write_workflow
 
@@ -312,8 +311,7 @@ class Shop(Workflow):
 
 def test_wrong_credentials_sql(tmp_path: Path) -> None:
     """The server refuses the login (PostgreSQL here: trust auth, so an unknown role)."""
-    if "PostgreSQL Unicode" not in pyodbc.drivers():
-        peer_unavailable("ODBC driver 'PostgreSQL Unicode' in /etc/odbcinst.ini")
+    require_odbc_driver("PostgreSQL Unicode")
     PgAdmin(unique_app()).close()
     write_shop(tmp_path, _STARTUP_CONNECT.format(connection=_odbc("nobody", PG_PORT)))
     result = run_cli(tmp_path, "run", "shop")

@@ -12,12 +12,11 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-import pyodbc
 import pytest
 
 from tests._change_stream_peer import change_streams, open_oplog, token
 from tests._mockupdb_peer import HANGUP
-from tests._peers import peer_unavailable
+from tests._peers import require_odbc_driver
 from tests._pg import PG_PORT, PgAdmin, pg_connection_string, unique_app
 from tests.reliability._proc import DataflowProcess, alive, runs, started, write_workflow
 from tests.reliability._proxy import TcpProxy
@@ -60,8 +59,7 @@ class Feed(Workflow):
 
 @pytest.fixture
 def app() -> str:
-    if "PostgreSQL Unicode" not in pyodbc.drivers():
-        peer_unavailable("ODBC driver 'PostgreSQL Unicode' in /etc/odbcinst.ini")
+    require_odbc_driver("PostgreSQL Unicode")
     PgAdmin(unique_app()).close()  # skips (or fails in CI) when the server is not there
     return unique_app()
 
