@@ -137,7 +137,7 @@ def test_demo_commands_that_read_need_no_odbc(
     fresh: dict[str, str], command: str, shown: str
 ) -> None:
     """Run from the repository, as the README does, so `workflows/demo.py` is the one found."""
-    result = run_cli(ROOT, command, "demo", **fresh)
+    result = run_cli(ROOT, command, "demo", **fresh)  # type: ignore[arg-type]
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert shown in result.stdout
@@ -150,7 +150,7 @@ def test_odbc_workflow_stops_with_one_line_naming_what_to_install(
 ) -> None:
     """The @startup handler's connect finds no unixODBC: exit 1, one line, no traceback."""
     write_workflow(tmp_path, "report", ODBC_WORKFLOW.format(database=tmp_path / "r.db"))
-    result = run_cli(tmp_path, "report", DATAFLOW_BACKEND=backend, **fresh)
+    result = run_cli(tmp_path, "report", DATAFLOW_BACKEND=backend, **fresh)  # type: ignore[arg-type]
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line.startswith("dataflow: error: startup handler 'load' failed: ")
@@ -164,7 +164,7 @@ def test_check_of_an_odbc_workflow_names_what_to_install(
     """`check` creates the workflow (an OdbcConnection needs no driver yet), then its ping
     fails with the install line."""
     write_workflow(tmp_path, "report", ODBC_WORKFLOW.format(database=tmp_path / "r.db"))
-    result = run_cli(tmp_path, "check", "report", **fresh)
+    result = run_cli(tmp_path, "check", "report", **fresh)  # type: ignore[arg-type]
     assert result.returncode == 1
     assert result.stderr == ""
     failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
