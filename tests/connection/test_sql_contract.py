@@ -1,12 +1,14 @@
-"""OdbcConnection's generic paths against two real ODBC drivers through unixODBC.
+"""The SQL connections' shared contract, on every SQL peer we have.
 
-Each test runs on psqlODBC (against the local PostgreSQL) and on SQLite ODBC (a file in
-tmp_path): fetch, fetch_df, iter_batches, executemany and its fallback, transactions, cancel,
-timeouts, thread use, and the errors a caller sees.
+Each test runs on `OdbcConnection` over psqlODBC (against the local PostgreSQL) and over SQLite
+ODBC (a file in tmp_path), and on `SQLiteConnection` (sqlite3, no unixODBC needed): fetch,
+fetch_df, iter_batches, executemany, transactions, cancel, timeouts, thread use, and the errors
+a caller sees.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import uuid
@@ -23,11 +25,10 @@ from dataflow.connection import (
     OdbcConnection,
     QueryCancelledError,
     QueryTimeoutError,
+    SQLiteConnection,
 )
 from tests._peers import require_odbc_driver, require_pyodbc
 from tests._pg import PgAdmin, pg_connection_string, unique_app
-
-pyodbc = require_pyodbc()  # the whole module drives unixODBC: skipped (failed in CI) without it
 
 # Each driver's way to keep the server busy for far longer than any test waits.
 _SLOW = {
@@ -37,35 +38,45 @@ _SLOW = {
         " SELECT count(*) FROM r"
     ),
 }
+_SLOW["sqlite3"] = _SLOW["sqlite"]
 
 
 @dataclass
 class Peer:
     name: str
-    conn: OdbcConnection
+    conn: OdbcConnection | SQLiteConnection
     table: str
     slow_sql: str
+    driver_error: type[BaseException]  # what the driver raises, kept as the __cause__
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+@pytest.fixture(params=["postgresql", "sqlite", "sqlite3"])
 def peer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Peer]:
-    """A connected OdbcConnection on each driver, with an empty table `table (id, name)`."""
-    if request.param == "postgresql":
-        require_odbc_driver("PostgreSQL Unicode")
-        app = unique_app()
-        PgAdmin(app).close()  # skips (or fails in CI) when the server is down
-        conn = OdbcConnection(pg_connection_string(app))
-    else:
-        require_odbc_driver("SQLite3")
-        conn = OdbcConnection(f"DRIVER={{SQLite3}};Database={tmp_path / 'odbc.db'}")
+    """A connected SQL connection on each peer, with an empty table `table (id, name)`."""
+    conn, driver_error = _connect(request.param, tmp_path)
     table = f"t_{uuid.uuid4().hex[:10]}"
     conn.connect()
     conn.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, name VARCHAR(50))")
     try:
-        yield Peer(request.param, conn, table, _SLOW[request.param])
+        yield Peer(request.param, conn, table, _SLOW[request.param], driver_error)
     finally:
         conn.execute(f"DROP TABLE {table}")
         conn.disconnect()
+
+
+def _connect(
+    name: str, tmp_path: Path
+) -> tuple[OdbcConnection | SQLiteConnection, type[BaseException]]:
+    if name == "sqlite3":
+        return SQLiteConnection(tmp_path / "native.db"), sqlite3.Error
+    pyodbc = require_pyodbc()  # the ODBC legs drive unixODBC: skipped (failed in CI) without it
+    if name == "postgresql":
+        require_odbc_driver("PostgreSQL Unicode")
+        app = unique_app()
+        PgAdmin(app).close()  # skips (or fails in CI) when the server is down
+        return OdbcConnection(pg_connection_string(app)), pyodbc.Error
+    require_odbc_driver("SQLite3")
+    return OdbcConnection(f"DRIVER={{SQLite3}};Database={tmp_path / 'odbc.db'}"), pyodbc.Error
 
 
 def _fill(peer: Peer, n: int) -> None:
@@ -182,7 +193,8 @@ def test_connection_timeout_applies_to_every_call(peer: Peer) -> None:
 
 
 def test_worker_threads_each_get_their_own_connection(peer: Peer) -> None:
-    """Eight threads using one connection object at once all succeed (pyodbc threadsafety 1)."""
+    """Eight threads using one connection object at once all succeed (neither pyodbc nor sqlite3
+    connections may be shared between threads)."""
     _fill(peer, 100)
     results: list[int] = []
     errors: list[BaseException] = []
@@ -225,4 +237,4 @@ def test_sql_error_is_one_clear_line(peer: Peer) -> None:
     assert message.startswith("fetch on ")
     assert "\n" not in message
     assert caught.value.code in message
-    assert isinstance(caught.value.__cause__, pyodbc.Error)
+    assert isinstance(caught.value.__cause__, peer.driver_error)
