@@ -231,9 +231,15 @@ def _timestamp(text: str) -> datetime:
 
 def _json_value(text: str) -> object:
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise argparse.ArgumentTypeError("JSON nested too deeply to read") from None
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON (Python's json module would accept it)")
 
 
 def _lazy(name: str) -> Handler:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,15 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
 
+    def __post_init__(self) -> None:
+        """Every number in range, checked once, whether it came from the environment, the
+        command line or code: a NaN grace period or zero worker threads would otherwise fail
+        (or silently do nothing) only when first used."""
+        _check_range("DATAFLOW_GRACE_PERIOD", self.grace_period, 0, _MAX_GRACE, "seconds")
+        _check_range("DATAFLOW_MAX_WORKER_THREADS", self.max_worker_threads, 1, _MAX_THREADS)
+        if self.metrics_port is not None:
+            _check_range("DATAFLOW_METRICS_PORT", self.metrics_port, 0, 65535)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
@@ -56,6 +66,20 @@ class Settings:
         return self.state_path or Path(".dataflow") / f"{workflow}.db"
 
 
+_MAX_GRACE = 86_400.0  # a day: longer is a mistyped unit, not a grace period
+_MAX_THREADS = 10_000
+
+
+def _check_range(
+    name: str, value: float, low: float, high: float, unit: str = "a whole number"
+) -> None:
+    whole = unit == "a whole number"
+    fits = isinstance(value, int) if whole else isinstance(value, int | float)
+    if not (fits and math.isfinite(value) and low <= value <= high):
+        what = unit if whole else f"a number of {unit}"
+        raise SettingsError(f"{name}={value!r} is not valid: use {what} from {low:g} to {high:g}")
+
+
 class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
@@ -67,9 +91,7 @@ class _Reader:
         return value
 
     def number(self, name: str, kind: Callable[[str], T], default: T) -> T:
-        value = self.optional(name, kind)
-        if value is not None and float(value) < 0:  # type: ignore[arg-type]
-            raise SettingsError(f"{name} must not be negative")
+        value = self.optional(name, kind)  # its range is checked by Settings itself
         return default if value is None else value
 
     def zone(self, name: str) -> str | None:

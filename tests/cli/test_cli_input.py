@@ -73,3 +73,54 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     stderr = proc.stderr.read()
     assert proc.wait(timeout=30) == 141, stderr
     assert stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATAFLOW_GRACE_PERIOD", "nan"),
+        ("DATAFLOW_GRACE_PERIOD", "-1"),
+        ("DATAFLOW_GRACE_PERIOD", "inf"),
+        ("DATAFLOW_MAX_WORKER_THREADS", "0"),
+        ("DATAFLOW_METRICS_PORT", "99999"),
+        ("DATAFLOW_METRICS_PORT", "-5"),
+    ],
+)
+def test_out_of_range_settings_are_refused_before_anything_starts(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    """A NaN grace period or no worker threads is bad input at start, not a traceback at stop."""
+    write(tmp_path, "small", SMALL)
+    line = one_error_line(run_cli(tmp_path, "run", "small", **{variable: value}))
+    assert f"{variable}=" in line and "is not valid: use" in line
+    assert not (tmp_path / "state.db").exists()  # refused before the state file is created
+
+
+STREAM = """
+from dataflow import Workflow, mongodb_change_stream
+
+class Feed(Workflow):
+    @mongodb_change_stream("mongodb://127.0.0.1:1/?replicaSet=rs0", "shop", "orders")
+    def handle(self, change_event):
+        print("handled", change_event)
+"""
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ("[1, 2]", "--payload must be a JSON object"),
+        ('"text"', "--payload must be a JSON object"),
+        ("NaN", "NaN is not JSON"),
+        ('{"_id": {"$oid": "zz"}}', "--payload is not valid Extended JSON"),
+        ('{"d": {"$date": "nope"}}', "--payload is not valid Extended JSON"),
+        ("[" * 20_000 + "]" * 20_000, "nested too deeply"),
+    ],
+    ids=["list", "string", "nan", "bad-oid", "bad-date", "deep"],
+)
+def test_a_bad_change_event_payload_is_one_line(
+    tmp_path: Path, payload: str, expected: str
+) -> None:
+    write(tmp_path, "feed", STREAM)
+    line = one_error_line(run_cli(tmp_path, "trigger", "feed", "handle", "--payload", payload))
+    assert expected in line

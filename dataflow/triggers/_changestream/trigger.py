@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
+import bson.errors
 from anyio.abc import TaskStatus
 
 from dataflow._core import offload
@@ -85,7 +86,15 @@ class ChangeStreamTrigger(Trigger):
                 f"trigger {self.name!r} passes a change event to its handler: give it with "
                 "--payload JSON"
             )
-        event = loads(json.dumps(payload))  # {"$oid": ...} and the like back to BSON types
+        if not isinstance(payload, dict):
+            raise SettingsError(
+                f"trigger {self.name!r} takes a change event: --payload must be a JSON object "
+                f'such as \'{{"_id": ..., "operationType": "insert"}}\', not {payload!r:.60}'
+            )
+        try:  # {"$oid": ...} and the like back to BSON types
+            event = loads(json.dumps(payload))
+        except (ValueError, TypeError, bson.errors.BSONError) as exc:
+            raise SettingsError(f"--payload is not valid Extended JSON: {exc}") from None
         return self.request_for(event)
 
     async def serve(
