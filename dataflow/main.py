@@ -18,19 +18,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dataflow._version import __version__
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 COMMANDS = ("run", "list", "trigger", "history", "dead-letters", "check")
 Handler = Callable[[argparse.Namespace], int]
 _ABANDONED_WAIT = 0.5  # seconds abandoned threads get to return once the runtime has ended
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m dataflow") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dataflow",
+        prog=prog,
         description="Run ETL workflows: startup, cron and change-stream triggers on AnyIO.",
-        epilog="`python -m dataflow NAME` is short for `python -m dataflow run NAME`. "
+        epilog=f"`{prog} NAME` is short for `{prog} run NAME`. "
         "Exit codes: 0 clean stop or success, 1 a handler, trigger or check failed, 2 bad input.",
     )
+    parser.add_argument("--version", action="version", version=f"dataflow {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_run, _add_list, _add_trigger, _add_history, _add_dead_letters, _add_check):
         add(commands)
@@ -229,14 +232,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0] not in COMMANDS and not args_list[0].startswith("-")):
         args_list.insert(0, "run")
-    if args_list[0].startswith("-") and args_list[0] not in ("-h", "--help"):
+    if args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version"):
         args_list.insert(0, "run")
-    args = build_parser().parse_args(args_list)
+    args = build_parser(_prog(argv)).parse_args(args_list)
     handler: Handler = args.handler
     code = _report_errors(handler, args)
     if argv is None:  # the process's entry point: `python -m dataflow`, the `dataflow` script
         _exit_without_abandoned_threads(code)
     return code
+
+
+def _prog(argv: Sequence[str] | None) -> str:
+    """The program as the user invoked it, for usage lines: the console script's argv[0] is
+    an executable named `dataflow`; under `python -m dataflow` it is `.../__main__.py`."""
+    if argv is None and sys.argv and Path(sys.argv[0]).stem == "dataflow":
+        return "dataflow"
+    return "python -m dataflow"
 
 
 def _exit_without_abandoned_threads(code: int) -> None:

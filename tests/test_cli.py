@@ -189,6 +189,22 @@ def test_bad_setting_names_the_variable(tmp_path: Path) -> None:
     )
 
 
+def test_version_prints_the_version_and_exits_0(tmp_path: Path) -> None:
+    """`--version` answers `dataflow <version>` (the one in dataflow/_version.py), exit 0."""
+    from dataflow._version import __version__
+
+    result = run_cli(tmp_path, "--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"dataflow {__version__}\n", "")
+
+
+def test_help_names_the_program_as_invoked_as_a_module(tmp_path: Path) -> None:
+    """Under `python -m dataflow` the usage says so (the `dataflow` script: tests/test_wheel.py)."""
+    result = run_cli(tmp_path, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python -m dataflow [-h] [--version] COMMAND")
+    assert "`python -m dataflow NAME` is short for `python -m dataflow run NAME`" in result.stdout
+
+
 def test_help_does_not_import_heavy_libraries(tmp_path: Path) -> None:
     code = (
         "import sys\nfrom dataflow.main import main\n"
