@@ -15,6 +15,7 @@ import difflib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from dataflow._cli.arguments import COMMANDS, Handler, build_parser
 
@@ -24,7 +25,8 @@ _ABANDONED_WAIT = 0.5  # seconds abandoned threads get to return once the runtim
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(_with_command(list(sys.argv[1:] if argv is None else argv)))
+    words = _with_command(list(sys.argv[1:] if argv is None else argv), _prog(argv))
+    args = build_parser(_prog(argv)).parse_args(words)
     handler: Handler = args.handler
     code = _report_errors(handler, args)
     if argv is None:  # the process's entry point: `python -m dataflow`, the `dataflow` script
@@ -32,7 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _with_command(words: list[str]) -> list[str]:
+def _prog(argv: Sequence[str] | None) -> str:
+    """The program as the user invoked it, for usage lines: the console script's argv[0] is
+    an executable named `dataflow`; under `python -m dataflow` it is `.../__main__.py`."""
+    if argv is None and sys.argv and Path(sys.argv[0]).stem == "dataflow":
+        return "dataflow"
+    return "python -m dataflow"
+
+
+def _with_command(words: list[str], prog: str) -> list[str]:
     """`NAME [options]` is short for `run NAME [options]`; a mistyped command is not a name."""
     first = words[0] if words else ""
     if first in COMMANDS or first in ("-h", "--help", "--version"):
@@ -41,7 +51,7 @@ def _with_command(words: list[str]) -> list[str]:
         close = difflib.get_close_matches(first, COMMANDS, n=1)
         if close:  # `histroy demo` would otherwise run a workflow called "histroy"
             hint = f"unknown command {first!r} (did you mean {close[0]!r}?)"
-            build_parser().error(hint)
+            build_parser(prog).error(hint)
     return ["run", *words]
 
 

@@ -20,6 +20,7 @@ PACKAGE = Path(dataflow.__file__).parent
 # Lower layers first; a module may import its own layer or any layer below it.
 LAYERS = ("_core", "state", "connection", "triggers", "runtime", "_cli")
 CLI_MODULES = {"dataflow.main", "dataflow.__main__"}
+CORE_MODULES = {"dataflow._version"}  # one constant; the build reads it too
 # The seed's public modules re-export from every layer; nothing inside may import them.
 FACADES = {"dataflow", "dataflow.utils", "dataflow.testing"}
 SEED_PATHS = {
@@ -68,8 +69,10 @@ def import_graph() -> dict[str, set[str]]:
 
 def layer_of(module: str) -> int:
     """The layer's rank; the CLI sits on top, the facades above everything."""
-    if module in FACADES:
+    if module in FACADES or module.startswith("dataflow.examples"):  # user code: on top
         return len(LAYERS) + 1
+    if module in CORE_MODULES:
+        return 0
     if module in CLI_MODULES:
         return LAYERS.index("_cli")
     return LAYERS.index(module.split(".")[1])

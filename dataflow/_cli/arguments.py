@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from dataflow._version import __version__
+
 EXIT_USAGE = 2
 COMMANDS = ("run", "list", "trigger", "history", "dead-letters", "check")
 Handler = Callable[[argparse.Namespace], int]
@@ -27,13 +29,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m dataflow") -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="python -m dataflow",
+        prog=prog,
         description="Run ETL workflows: startup, cron and change-stream triggers on AnyIO.",
-        epilog="`python -m dataflow NAME` is short for `python -m dataflow run NAME`. "
+        epilog=f"`{prog} NAME` is short for `{prog} run NAME`. "
         "Exit codes: 0 clean stop or success, 1 a handler, trigger or check failed, 2 bad input.",
     )
+    parser.add_argument("--version", action="version", version=f"dataflow {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_run, _add_list, _add_trigger, _add_history, _add_dead_letters, _add_check):
         add(commands)

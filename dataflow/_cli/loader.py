@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import importlib.util
 import sys
 import traceback
@@ -19,6 +20,7 @@ from dataflow._core.errors import (
 from dataflow.triggers.workflow import Workflow, implicit_workflow
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
+_EXAMPLES = "dataflow.examples"  # workflows shipped in the wheel: `demo` runs in an empty folder
 
 
 def load_workflow(name: str, workflows_dir: Path = Path("workflows")) -> type[Workflow]:
@@ -37,6 +39,13 @@ def available_workflows(workflows_dir: Path = Path("workflows")) -> list[str]:
     if not workflows_dir.is_dir():
         return []
     return sorted(p.stem for p in workflows_dir.glob("*.py") if not p.stem.startswith("_"))
+
+
+def packaged_examples() -> list[str]:
+    """The example workflows inside the installed package (`dataflow/examples/*.py`)."""
+    folder = importlib.resources.files(_EXAMPLES)
+    names = (Path(entry.name) for entry in folder.iterdir())
+    return sorted(p.stem for p in names if p.suffix == ".py" and not p.stem.startswith("_"))
 
 
 def _only_workflow(module: types.ModuleType, name: str) -> type[Workflow]:
@@ -68,10 +77,13 @@ def _import(ref: str, workflows_dir: Path) -> types.ModuleType:
     candidate = workflows_dir / f"{ref}.py"
     if "." not in ref and candidate.is_file():
         return _exec_file(f"workflows.{ref}", candidate)
+    if "." not in ref and ref in packaged_examples():  # the user's workflows/ folder wins
+        return _guarded(ref, lambda: importlib.import_module(f"{_EXAMPLES}.{ref}"))
     if importlib.util.find_spec(ref.split(".")[0]) is None or not _has_spec(ref):
         known = ", ".join(available_workflows(workflows_dir)) or "none"
         raise WorkflowNotFound(
-            f"unknown workflow {ref!r}: available in {workflows_dir}/: {known}"
+            f"unknown workflow {ref!r}: available in {workflows_dir}/: {known};"
+            f" packaged examples: {', '.join(packaged_examples())}"
             " (or give a dotted module, module:Class, or a .py path)"
         )
     return _guarded(ref, lambda: importlib.import_module(ref))

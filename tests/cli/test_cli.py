@@ -109,9 +109,37 @@ def test_unknown_workflow_exits_2_listing_available(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "nosuch")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "dataflow: error: unknown workflow 'nosuch': available in workflows/: other, small"
-        " (or give a dotted module, module:Class, or a .py path)"
+        "dataflow: error: unknown workflow 'nosuch': available in workflows/: other, small;"
+        " packaged examples: conrad, demo (or give a dotted module, module:Class, or a .py path)"
     ]
+
+
+DEMO_LOOKALIKE = """
+from dataflow import Workflow, startup
+
+class Demo(Workflow):
+    @startup
+    def mine(self):
+        pass
+"""
+
+
+def test_packaged_demo_runs_from_a_folder_without_workflows(tmp_path: Path) -> None:
+    """No workflows/ folder: `demo` is the example shipped in the package, named `demo`."""
+    result = run_cli(tmp_path, "check", "demo", "--json", DATAFLOW_STATE_PATH="")
+    assert result.returncode == 0, result.stderr
+    details = {check["kind"]: check["detail"] for check in json.loads(result.stdout)}
+    assert details["import"] == "demo: workflow 'demo' (Demo), 3 triggers"
+    assert details["state"].startswith(".dataflow/demo.db: ")  # the state file a clone used
+
+
+def test_users_workflows_folder_wins_over_the_packaged_example(tmp_path: Path) -> None:
+    """A user's own workflows/demo.py is run, not the example of the same name."""
+    write(tmp_path, "demo", DEMO_LOOKALIKE)
+    result = run_cli(tmp_path, "check", "demo", "--json")
+    assert result.returncode == 0, result.stderr
+    details = {check["kind"]: check["detail"] for check in json.loads(result.stdout)}
+    assert details["import"] == "demo: workflow 'demo' (Demo), 1 trigger"
 
 
 def test_syntax_error_shows_only_the_users_traceback(tmp_path: Path) -> None:
@@ -187,6 +215,22 @@ def test_bad_setting_names_the_variable(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "dataflow: error: DATAFLOW_GRACE_PERIOD='soon' is not a valid float"
     )
+
+
+def test_version_prints_the_version_and_exits_0(tmp_path: Path) -> None:
+    """`--version` answers `dataflow <version>` (the one in dataflow/_version.py), exit 0."""
+    from dataflow._version import __version__
+
+    result = run_cli(tmp_path, "--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"dataflow {__version__}\n", "")
+
+
+def test_help_names_the_program_as_invoked_as_a_module(tmp_path: Path) -> None:
+    """Under `python -m dataflow` the usage says so (the `dataflow` script: tests/test_wheel.py)."""
+    result = run_cli(tmp_path, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python -m dataflow [-h] [--version] COMMAND")
+    assert "`python -m dataflow NAME` is short for `python -m dataflow run NAME`" in result.stdout
 
 
 def test_help_does_not_import_heavy_libraries(tmp_path: Path) -> None:

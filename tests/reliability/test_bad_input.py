@@ -199,8 +199,8 @@ def test_unknown_workflow(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "run", "shpo")
     check_one_line(
         result,
-        "unknown workflow 'shpo': available in workflows/: shop (or give a "
-        "dotted module, module:Class, or a .py path)",
+        "unknown workflow 'shpo': available in workflows/: shop; packaged examples: "
+        "conrad, demo (or give a dotted module, module:Class, or a .py path)",
         2,
     )
 
