@@ -49,6 +49,11 @@ _ITEM: Final = re.compile(
 
 
 _Fail = Callable[[str], CronError]
+# No field value needs more than two digits; longer numbers are never converted with int(),
+# whose 4,300-digit limit would raise a bare ValueError instead of a CronError.
+_MAX_DIGITS: Final = 6
+_HUGE_STEP: Final = 10**_MAX_DIGITS  # beyond every field's span: selects the first value
+_SHOWN: Final = 20  # longer items are shortened in messages, which stay one line
 
 
 @dataclass(frozen=True)
@@ -167,10 +172,10 @@ def _parse_item(expression: str, field: _Field, item: str) -> range:
     if not item:
         raise fail("empty list item")
     if bad := _BAD_CHAR.search(item):
-        raise fail(f"unexpected character {bad.group()!r} in {item!r}")
+        raise fail(f"unexpected character {bad.group()!r} in {_quote(item)}")
     match = _ITEM.fullmatch(item)
     if match is None:
-        raise fail(f"malformed item {item!r}")
+        raise fail(f"malformed item {_quote(item)}")
     base, step_text = match.group("base"), match.group("step")
     step = 1 if step_text is None else _parse_step(step_text, fail)
     start, end = _bounds(field, base, step_text is not None, fail)
@@ -195,21 +200,41 @@ def _bounds(field: _Field, base: str, stepped: bool, fail: _Fail) -> tuple[int, 
 
 def _parse_step(text: str, fail: _Fail) -> int:
     if not text.isdigit():
-        raise fail(f"step {text!r} is not a number")
-    if int(text) == 0:
+        raise fail(f"step {_quote(text)} is not a number")
+    step = _number(text)
+    if step == 0:
         raise fail("step must be at least 1, got 0")
-    return int(text)
+    return _HUGE_STEP if step is None else step  # a step beyond the range is allowed
 
 
 def _parse_value(field: _Field, text: str, fail: _Fail) -> int:
     if text.isdigit():
-        value = int(text)
-        if not field.low <= value <= field.high:
-            raise fail(f"{value} is out of range {field.low}-{field.high}")
+        value = _number(text)
+        if value is None or not field.low <= value <= field.high:
+            shown = _digits(text) if value is None else str(value)
+            raise fail(f"{shown} is out of range {field.low}-{field.high}")
         return value
     if not field.names:
-        raise fail(f"{text!r} is not a number")
+        raise fail(f"{_quote(text)} is not a number")
     if text.upper() not in field.names:
         span = f"{field.names[0]}-{field.names[-1]}"
-        raise fail(f"unknown name {text!r} (use {span} or numbers)")
+        raise fail(f"unknown name {_quote(text)} (use {span} or numbers)")
     return field.names.index(text.upper()) + field.name_base
+
+
+def _number(digits: str) -> int | None:
+    """The value of an ASCII digit string; None when it has too many digits to be useful."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= _MAX_DIGITS else None
+
+
+def _digits(digits: str) -> str:
+    significant = digits.lstrip("0")
+    return f"{significant[:8]}... ({len(significant)} digits)"
+
+
+def _quote(text: str) -> str:
+    """`text` quoted for a message, shortened when long."""
+    if len(text) <= _SHOWN:
+        return repr(text)
+    return f"{text[:_SHOWN]!r}... ({len(text)} characters)"

@@ -1,0 +1,82 @@
+"""Hostile expressions: absurdly long numbers, look-alike spaces, spellings cronie rejects.
+
+Each fails with one short CronError line naming the field (or the character) and the fix,
+never with an exception from deeper down (int conversion limits, str.split on Unicode).
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+import pytest
+
+from dataflow._core.errors import CronError, WorkflowError
+from dataflow.triggers._cron.schedule import CronSchedule
+from dataflow.triggers.cronjob import cronjob
+
+HUGE = "1" * 5000  # beyond Python's 4,300-digit int-from-string limit
+LONG_MESSAGE = 200  # a message must stay one readable line even for a 5,000-digit number
+
+
+def fails(expression: str) -> CronError:
+    with pytest.raises(CronError) as caught:
+        CronSchedule(expression, "UTC")
+    return caught.value
+
+
+# --- numbers too large for int() --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "field"),
+    [
+        (f"{HUGE} * * * *", "minute"),
+        (f"0 {HUGE} * * *", "hour"),
+        (f"0 0 {HUGE} * *", "day-of-month"),
+        (f"0 0 * {HUGE} *", "month"),
+        (f"0 0 * * {HUGE}", "day-of-week"),
+        (f"{HUGE} * * * * *", "second"),
+        (f"1-{HUGE} * * * *", "minute"),
+        (f"{HUGE}-1 * * * *", "minute"),
+        (f"0 1,{HUGE} * * *", "hour"),
+    ],
+)
+def test_a_huge_number_is_out_of_range_in_its_field(expression: str, field: str) -> None:
+    """A 5,000-digit value is 'out of range' for its field, in a short one-line message."""
+    error = fails(expression)
+    assert error.field == field
+    assert error.reason.startswith("11111111")
+    assert "(5000 digits) is out of range" in error.reason
+    assert len(str(error)) < LONG_MESSAGE and "\n" not in str(error)
+
+
+def test_leading_zeros_do_not_count_towards_the_size() -> None:
+    """`0…05` is 5, however many zeros lead it (cron allows leading zeros)."""
+    schedule = CronSchedule("0" * 5000 + "5 * * * *", "UTC")
+    start = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert schedule.next_after(start) == datetime(2024, 5, 1, 12, 5, tzinfo=UTC)
+
+
+def test_a_huge_step_selects_the_first_value_like_any_step_beyond_the_range() -> None:
+    """`*/<5,000 digits>` means what `*/90` means in minutes: minute 0 only."""
+    huge, known = CronSchedule(f"*/{HUGE} * * * *", "UTC"), CronSchedule("*/90 * * * *", "UTC")
+    start = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
+    first = list(itertools.islice(huge.iter_after(start), 3))
+    assert first == list(itertools.islice(known.iter_after(start), 3))
+
+
+def test_long_items_are_shortened_in_the_message() -> None:
+    """A 5,000-character name or item is not echoed whole: the message stays one short line."""
+    for expression in (f"0 0 * {'X' * 5000} *", f"{'A' * 5000} * * * *", f"1-2-{HUGE} * * * *"):
+        assert len(str(fails(expression))) < LONG_MESSAGE
+
+
+def test_cronjob_reports_a_huge_number_as_a_cron_error_not_a_time_zone() -> None:
+    """`@cronjob` raises the CronError naming the field; only a bad zone says 'timezone'."""
+    with pytest.raises(CronError) as caught:
+        cronjob(f"{HUGE} * * * *", timezone="UTC")
+    assert caught.value.field == "minute"
+    assert "timezone" not in str(caught.value)
+    with pytest.raises(WorkflowError, match=r"unknown timezone 'Mars/Base'"):
+        cronjob("0 0 * * *", timezone="Mars/Base")
