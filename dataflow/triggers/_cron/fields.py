@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -43,12 +44,25 @@ _MACROS: Final = {
     "@hourly": "0 * * * *",
 }
 _BAD_CHAR: Final = re.compile(r"[^0-9A-Za-z*/\-]")
+_SEPARATOR: Final = re.compile(r"[ \t]+")  # as in cronie; str.split() takes any Unicode space
 _ITEM: Final = re.compile(
     r"(?P<base>\*|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/(?P<step>[0-9A-Za-z]+))?"
 )
 
 
 _Fail = Callable[[str], CronError]
+# unicodedata has no names for control characters; these are the ones str.isspace() accepts
+_CONTROL_NAMES: Final = {
+    "\n": "LINE FEED",
+    "\x0b": "LINE TABULATION",
+    "\x0c": "FORM FEED",
+    "\r": "CARRIAGE RETURN",
+    "\x1c": "INFORMATION SEPARATOR FOUR",
+    "\x1d": "INFORMATION SEPARATOR THREE",
+    "\x1e": "INFORMATION SEPARATOR TWO",
+    "\x1f": "INFORMATION SEPARATOR ONE",
+    "\x85": "NEXT LINE",
+}
 # No field value needs more than two digits; longer numbers are never converted with int(),
 # whose 4,300-digit limit would raise a bare ValueError instead of a CronError.
 _MAX_DIGITS: Final = 6
@@ -108,10 +122,11 @@ class CronFields:
 @functools.lru_cache(maxsize=4096)  # workflows repeat expressions; CronFields is immutable
 def parse_expression(expression: str) -> CronFields:
     """Parse 5 fields (or 6 with a leading seconds field) or a macro; raise CronError."""
-    text = expression.strip()
+    _check_separators(expression)
+    text = expression.strip(" \t")
     if text.startswith("@"):
         text = _expand_macro(expression, text)
-    parts = text.split()
+    parts = _SEPARATOR.split(text) if text else []
     if len(parts) not in (5, 6):
         reason = f"expected 5 fields (or 6 with a leading seconds field), got {len(parts)}"
         raise CronError(expression, reason)
@@ -139,6 +154,29 @@ def _build(parts: list[str], sets: list[frozenset[int]], has_seconds: bool) -> C
         fixed_time=not any(part.startswith("*") for part in timed),
         has_seconds=has_seconds,
     )
+
+
+def _check_separators(expression: str) -> None:
+    """Only spaces and tabs separate fields: a look-alike space would merge or split them."""
+    for position, char in enumerate(expression, 1):
+        if char not in " \t" and _looks_like_space(char):
+            reason = f"unexpected character {_describe(char)} at position {position}"
+            raise CronError(expression, f"{reason}: separate fields with spaces or tabs")
+
+
+def _looks_like_space(char: str) -> bool:
+    # Z*: Unicode spaces and line/paragraph separators; Cf: zero-width ones (U+200B, U+FEFF)
+    return (
+        char.isspace() or unicodedata.category(char)[0] == "Z" or unicodedata.category(char) == "Cf"
+    )
+
+
+def _describe(char: str) -> str:
+    """A character as a message shows it: `'$'`, or `U+00A0 NO-BREAK SPACE` if not plain ASCII."""
+    if char.isascii() and char.isprintable():
+        return repr(char)
+    name = unicodedata.name(char, "") or _CONTROL_NAMES.get(char, "")
+    return f"U+{ord(char):04X} {name}".rstrip()
 
 
 def _expand_macro(expression: str, text: str) -> str:
@@ -172,7 +210,7 @@ def _parse_item(expression: str, field: _Field, item: str) -> range:
     if not item:
         raise fail("empty list item")
     if bad := _BAD_CHAR.search(item):
-        raise fail(f"unexpected character {bad.group()!r} in {_quote(item)}")
+        raise fail(f"unexpected character {_describe(bad.group())} in {_quote(item)}")
     match = _ITEM.fullmatch(item)
     if match is None:
         raise fail(f"malformed item {_quote(item)}")
@@ -234,7 +272,7 @@ def _digits(digits: str) -> str:
 
 
 def _quote(text: str) -> str:
-    """`text` quoted for a message, shortened when long."""
+    """`text` quoted for a message, non-ASCII escaped (`'MON\\u2013FRI'`), shortened when long."""
     if len(text) <= _SHOWN:
-        return repr(text)
-    return f"{text[:_SHOWN]!r}... ({len(text)} characters)"
+        return ascii(text)
+    return f"{text[:_SHOWN]!a}... ({len(text)} characters)"

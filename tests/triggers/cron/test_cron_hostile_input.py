@@ -80,3 +80,49 @@ def test_cronjob_reports_a_huge_number_as_a_cron_error_not_a_time_zone() -> None
     assert "timezone" not in str(caught.value)
     with pytest.raises(WorkflowError, match=r"unknown timezone 'Mars/Base'"):
         cronjob("0 0 * * *", timezone="Mars/Base")
+
+
+# --- only spaces and tabs separate fields ----------------------------------------------------
+
+UNICODE_SPACES = [
+    ("\xa0", "U+00A0 NO-BREAK SPACE"),
+    ("\u3000", "U+3000 IDEOGRAPHIC SPACE"),
+    ("\u2003", "U+2003 EM SPACE"),
+    ("\u202f", "U+202F NARROW NO-BREAK SPACE"),
+    ("\u2028", "U+2028 LINE SEPARATOR"),
+    ("\x0b", "U+000B LINE TABULATION"),
+    ("\n", "U+000A LINE FEED"),
+    ("\u200b", "U+200B ZERO WIDTH SPACE"),  # not even whitespace to str.split()
+]
+
+
+@pytest.mark.parametrize(("char", "name"), UNICODE_SPACES)
+@pytest.mark.parametrize("where", ["between", "leading", "trailing"])
+def test_only_spaces_and_tabs_separate_fields(char: str, name: str, where: str) -> None:
+    """A look-alike space anywhere is an error naming the character and the fix."""
+    expression = {
+        "between": f"0{char}0 * * *",
+        "leading": f"{char}0 0 * * *",
+        "trailing": f"0 0 * * *{char}",
+    }[where]
+    error = fails(expression)
+    assert error.reason == (
+        f"unexpected character {name} at position {expression.index(char) + 1}: "
+        "separate fields with spaces or tabs"
+    )
+
+
+def test_spaces_and_tabs_in_any_number_separate_fields() -> None:
+    """Runs of spaces and tabs, and surrounding ones, are plain separators."""
+    spaced = CronSchedule(" \t30 \t 2\t\t* *  *\t ", "UTC")
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    assert spaced.next_after(start) == datetime(2024, 5, 1, 2, 30, tzinfo=UTC)
+
+
+def test_other_non_ascii_characters_are_named() -> None:
+    """A non-ASCII character inside a field is named by code point, not shown raw."""
+    error = fails("0 0 * * MON\u2013FRI")  # an en dash, as word processors type it
+    assert (error.field, error.reason) == (
+        "day-of-week",
+        "unexpected character U+2013 EN DASH in 'MON\\u2013FRI'",
+    )
