@@ -56,8 +56,8 @@ class CronError(DataflowError, ValueError):
 def _shorten(expression: str) -> str:
     """The expression quoted; a hostile 5,000-character one is cut to keep the line short."""
     if len(expression) <= 80:
-        return repr(expression)
-    return f"{expression[:40]!r}... ({len(expression)} characters)"
+        return ascii(expression)  # invisible or look-alike characters shown escaped
+    return f"{expression[:40]!a}... ({len(expression)} characters)"
 
 
 class SettingsError(DataflowError):

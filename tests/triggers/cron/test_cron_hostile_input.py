@@ -126,3 +126,4 @@ def test_other_non_ascii_characters_are_named() -> None:
         "day-of-week",
         "unexpected character U+2013 EN DASH in 'MON\\u2013FRI'",
     )
+    assert str(error).startswith("invalid cron expression '0 0 * * MON\\u2013FRI': ")
