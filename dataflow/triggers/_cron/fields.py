@@ -1,7 +1,7 @@
 """Parse a cron expression into the set of values each field allows.
 
 The grammar follows cronie (Debian/Vixie cron): `*`, numbers, three-letter names, ranges
-`a-b`, lists, steps `*/n`, `a-b/n` and `a/n` (= `a-max/n`), 0 and 7 both Sunday, and the
+`a-b`, lists, steps `*/n` and `a-b/n` (cronie rejects `a/n`), 0 and 7 both Sunday, and the
 day rule: when either day field starts with `*` a day must match both fields, otherwise
 either.
 """
@@ -216,8 +216,19 @@ def _parse_item(expression: str, field: _Field, item: str) -> range:
         raise fail(f"malformed item {_quote(item)}")
     base, step_text = match.group("base"), match.group("step")
     step = 1 if step_text is None else _parse_step(step_text, fail)
+    if step_text is not None and base != "*" and "-" not in base:
+        raise _single_value_step(field, item, base, step_text, fail)
     start, end = _bounds(field, base, step_text is not None, fail)
     return range(start, end + 1, step)
+
+
+def _single_value_step(field: _Field, item: str, base: str, step: str, fail: _Fail) -> CronError:
+    """`a/n`: cronie's parser takes `/` only after `*` or a range (cronsim reads a-max/n)."""
+    value = _parse_value(field, base, fail)  # an invalid value is the first error
+    a = base if not base.isdigit() else str(value)
+    n = step if len(step) <= _MAX_DIGITS else "n"
+    hint = f"write {f'{a}-{field.high}/{n}'!r} or {f'*/{n}'!r}"
+    return fail(f"{_quote(item)} steps from a single value: {hint}")
 
 
 def _bounds(field: _Field, base: str, stepped: bool, fail: _Fail) -> tuple[int, int]:
@@ -227,7 +238,7 @@ def _bounds(field: _Field, base: str, stepped: bool, fail: _Fail) -> tuple[int, 
     first, dash, last = base.partition("-")
     start = _parse_value(field, first, fail)
     if not dash:
-        return start, field.high if stepped else start  # cronie: `a/n` means `a-max/n`
+        return start, start
     end = _parse_value(field, last, fail)
     if start <= end:
         return start, end

@@ -68,7 +68,8 @@ def test_a_huge_step_selects_the_first_value_like_any_step_beyond_the_range() ->
 
 def test_long_items_are_shortened_in_the_message() -> None:
     """A 5,000-character name or item is not echoed whole: the message stays one short line."""
-    for expression in (f"0 0 * {'X' * 5000} *", f"{'A' * 5000} * * * *", f"1-2-{HUGE} * * * *"):
+    long_items = ("X" * 5000, "A" * 5000, f"1-2-{HUGE}", f"5/{HUGE}", f"{'0' * 5000}5/{HUGE}")
+    for expression in (f"{item} * * * *" for item in long_items):
         assert len(str(fails(expression))) < LONG_MESSAGE
 
 
@@ -127,3 +128,50 @@ def test_other_non_ascii_characters_are_named() -> None:
         "unexpected character U+2013 EN DASH in 'MON\\u2013FRI'",
     )
     assert str(error).startswith("invalid cron expression '0 0 * * MON\\u2013FRI': ")
+
+
+# --- spellings cronie rejects or reads oddly ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "field", "reason"),
+    [
+        ("5/20 * * * *", "minute", "'5/20' steps from a single value: write '5-59/20' or '*/20'"),
+        ("0 0 * * 5/2", "day-of-week", "'5/2' steps from a single value: write '5-7/2' or '*/2'"),
+        ("0 0 1 JAN/3 *", "month", "'JAN/3' steps from a single value: write 'JAN-12/3' or '*/3'"),
+        ("0/35 * * * * *", "second", "'0/35' steps from a single value: write '0-59/35' or '*/35'"),
+    ],
+)
+def test_a_step_on_a_single_value_is_an_error_as_in_cronie(
+    expression: str, field: str, reason: str
+) -> None:
+    """cronie rejects `a/n` (its parser allows `/` only after `*` or a range): so does dataflow,
+    saying which range was probably meant; cronsim would read it as `a-max/n`."""
+    error = fails(expression)
+    assert (error.field, error.reason) == (field, reason)
+
+
+@pytest.mark.parametrize(
+    ("expression", "field", "reason"),
+    [
+        ("5-0 * * * *", "minute", "range 5-0 is reversed (start after end)"),
+        ("0 5-0 * * *", "hour", "range 5-0 is reversed (start after end)"),
+        ("5-0 * * * * *", "second", "range 5-0 is reversed (start after end)"),
+        ("0 0 5-0 * *", "day-of-month", "0 is out of range 1-31"),
+        ("0 0 * 5-0 *", "month", "0 is out of range 1-12"),
+    ],
+)
+def test_x_to_0_outside_day_of_week_is_an_error(expression: str, field: str, reason: str) -> None:
+    """cronie reads `x-0` as `x-7` in every field (minute `5-0` = minutes 5, 6, 7; month `5-0` =
+    May to July); dataflow keeps that wrap to day-of-week, where 0 is Sunday, and rejects
+    the item elsewhere: reversed, or 0 out of range where the field starts at 1."""
+    error = fails(expression)
+    assert (error.field, error.reason) == (field, reason)
+
+
+def test_x_to_0_in_day_of_week_runs_to_sunday() -> None:
+    """`5-0` and `FRI-SUN` in day-of-week mean Friday to Sunday, as in cronie."""
+    start = datetime(2024, 5, 1, tzinfo=UTC)  # a Wednesday
+    for spelling in ("5-0", "FRI-SUN", "5-7"):
+        days = CronSchedule(f"0 0 * * {spelling}", "UTC").iter_after(start)
+        assert [fire.day for fire in itertools.islice(days, 4)] == [3, 4, 5, 10], spelling
