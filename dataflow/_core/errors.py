@@ -47,10 +47,17 @@ class CronError(DataflowError, ValueError):
         self.reason = reason
         self.field = field
         where = f"{field}: " if field else ""
-        super().__init__(f"invalid cron expression {expression!r}: {where}{reason}")
+        super().__init__(f"invalid cron expression {_shorten(expression)}: {where}{reason}")
 
     def __reduce__(self) -> tuple[type[CronError], tuple[str, str, str | None]]:
         return type(self), (self.expression, self.reason, self.field)
+
+
+def _shorten(expression: str) -> str:
+    """The expression quoted; a hostile 5,000-character one is cut to keep the line short."""
+    if len(expression) <= 80:
+        return ascii(expression)  # invisible or look-alike characters shown escaped
+    return f"{expression[:40]!a}... ({len(expression)} characters)"
 
 
 class SettingsError(DataflowError):

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, TypeVar, get_args
 
 from dataflow._core.errors import CronError, WorkflowError
 from dataflow.triggers._cron.overlap import Overlap
-from dataflow.triggers._cron.schedule import CronSchedule
+from dataflow.triggers._cron.schedule import CronSchedule, resolve_timezone
 from dataflow.triggers._cron.trigger import Catchup, CronPolicy, CronTrigger
 from dataflow.triggers.base import RunPolicy, Trigger, TriggerSpec, attach_spec
 
@@ -49,11 +49,10 @@ def cronjob(
     if not isinstance(expression, str):
         raise WorkflowError("@cronjob needs a cron expression: write @cronjob('*/15 * * * *')")
     try:
-        schedule = CronSchedule(expression, timezone)
-    except CronError:
-        raise
-    except ValueError as exc:  # an unknown timezone
+        zone = resolve_timezone(timezone)
+    except ValueError as exc:  # an unknown timezone; kept apart so no parser error lands here
         raise WorkflowError(f"@cronjob({expression!r}): {exc}") from None
+    schedule = CronSchedule(expression, zone)  # a bad expression: CronError naming the field
     policy = CronPolicy(
         overlap=_choice("overlap", overlap, [o.value for o in Overlap], Overlap),
         misfire_grace=_non_negative("misfire_grace", misfire_grace),

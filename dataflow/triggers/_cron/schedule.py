@@ -17,8 +17,8 @@ first, handle the change and carry on from it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import MAXYEAR, UTC, datetime, timedelta
 from typing import Final, final
 from zoneinfo import ZoneInfo
 
@@ -37,6 +37,7 @@ _NO_SHIFT: Final = timedelta(0)
 # in a repeated span of up to 3 h; a bigger jump counts as someone resetting the clock.
 _MAX_GAP: Final = timedelta(hours=3)
 _MAX_FOLD: Final = timedelta(hours=3)
+_RANGE: Final = "within datetime's range (years 1-9999, in UTC and in the schedule's zone)"
 
 
 @final
@@ -82,36 +83,54 @@ class CronSchedule:
         return hash((self._expression, self._timezone))
 
     def next_after(self, dt: datetime) -> datetime:
-        """The first fire time strictly after the aware `dt`, in the schedule's zone."""
-        start = _as_utc(dt)
-        try:
-            found = self._walk_forward(start, self._wall(start).replace(microsecond=0) + _SECOND)
-        except OverflowError:  # datetime's calendar ends (year 9999) before a fire time
-            found = None
+        """The first fire time strictly after the aware `dt`, in the schedule's zone.
+
+        Raises ValueError when no fire time after `dt` is representable: datetime ends in
+        year 9999, and a fire must exist both in UTC and in the schedule's zone.
+        """
+        found = self._next_fire(dt)
         if found is None:
-            raise ValueError(f"cron {self._expression!r} has no fire time after {dt}")
-        return found.astimezone(self._timezone)
+            raise ValueError(f"cron {self._expression!r} has no fire time after {dt} {_RANGE}")
+        return found
 
     def iter_after(self, dt: datetime) -> Iterator[datetime]:
-        """Fire times strictly after the aware `dt`, in order, without end."""
-        _as_utc(dt)  # fail now, not at the first next()
+        """Fire times strictly after the aware `dt`, in order; ends where datetime's range does."""
+        _check_aware(dt)  # fail now, not at the first next()
         return self._iterate(dt)
 
     def _iterate(self, dt: datetime) -> Iterator[datetime]:
-        while True:
-            dt = self.next_after(dt)
-            yield dt
+        while (found := self._next_fire(dt)) is not None:
+            yield found
+            dt = found
 
     def previous_before(self, dt: datetime) -> datetime:
-        """The last fire time strictly before the aware `dt`, in the schedule's zone."""
-        end = _as_utc(dt)
+        """The last fire time strictly before the aware `dt`, in the schedule's zone.
+
+        Raises ValueError when no fire time before `dt` is representable (datetime starts
+        in year 1, in UTC and in the schedule's zone).
+        """
+        _check_aware(dt)
         try:
+            end, _ = _to_utc(dt, self._timezone)
             found = self._walk_backward(end, self._last_wall_before(end))
-        except OverflowError:  # datetime's calendar starts (year 1) after the last fire
+            found = None if found is None else found.astimezone(self._timezone)
+        except OverflowError:  # the search ran off datetime's range: no earlier fire
             found = None
         if found is None:
-            raise ValueError(f"cron {self._expression!r} has no fire time before {dt}")
-        return found.astimezone(self._timezone)
+            raise ValueError(f"cron {self._expression!r} has no fire time before {dt} {_RANGE}")
+        return found
+
+    def _next_fire(self, dt: datetime) -> datetime | None:
+        """The first fire strictly after `dt`, or None when none is representable."""
+        _check_aware(dt)
+        try:
+            start, before_range = _to_utc(dt, self._timezone)
+            wall = self._wall(start).replace(microsecond=0)
+            # `dt` before datetime's range was clamped to its first instant, which may fire
+            found = self._walk_forward(start, wall if before_range else wall + _SECOND)
+            return None if found is None else found.astimezone(self._timezone)
+        except OverflowError:  # the search ran off datetime's range: no later fire
+            return None
 
     def _walk_forward(self, start: datetime, wall: datetime) -> datetime | None:
         """The first fire in (start, ...) whose wall time is at least `wall`."""
@@ -189,10 +208,32 @@ class CronSchedule:
         return offset
 
 
-def _as_utc(dt: datetime) -> datetime:
+def _check_aware(dt: datetime) -> None:
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError(f"need an aware datetime, got naive {dt.isoformat()}")
-    return dt.astimezone(UTC)
+
+
+def _to_utc(dt: datetime, zone: ZoneInfo) -> tuple[datetime, bool]:
+    """`dt` in UTC, clamped to the first or last instant datetime can show both in UTC and
+    in `zone` (9999-12-31 23:00-05:00 is in year 10000 in UTC); True if before the first."""
+    first, last = (_edge(datetime.min, zone, max), _edge(datetime.max, zone, min))
+    try:
+        instant = dt.astimezone(UTC)
+    except OverflowError:
+        return (last, False) if dt.year == MAXYEAR else (first, True)
+    return (first, True) if instant < first else (min(instant, last), False)
+
+
+def _edge(
+    wall: datetime, zone: ZoneInfo, pick: Callable[[datetime, datetime], datetime]
+) -> datetime:
+    """The UTC instant of datetime's first (last) wall time in UTC or in `zone`, the later
+    (earlier) of the two; a zone whose end is beyond UTC's has UTC's."""
+    in_utc = wall.replace(tzinfo=UTC)
+    try:
+        return pick(in_utc, wall.replace(tzinfo=zone).astimezone(UTC))
+    except OverflowError:
+        return in_utc
 
 
 publish("dataflow.triggers.cronjob", CronSchedule)

@@ -63,7 +63,8 @@ MAX_JUMP = timedelta(hours=3)  # cronie: larger jumps are clock resets, not DST
 
 @dataclass(frozen=True)
 class Item:
-    """One list item: `*`, a value `a`, or a range `a-b`, each with an optional `/step`."""
+    """One list item: `*`, a value `a`, or a range `a-b`; `*` and ranges take a `/step`
+    (cronie rejects `a/n`)."""
 
     kind: str  # "*", "value" or "range"
     start: int = 0
@@ -73,7 +74,7 @@ class Item:
     def values(self, low: int, high: int) -> set[int]:
         first, last = {
             "*": (low, high),
-            "value": (self.start, high if self.step else self.start),
+            "value": (self.start, self.start),
             "range": (self.start, self.end),
         }[self.kind]
         return set(range(first, last + 1, self.step or 1))
@@ -200,7 +201,7 @@ def items(draw: st.DrawFn, name: str) -> Item:
     near_changes = st.sampled_from([0, 1, 2, 3, 4, 23]) if name == "hour" else st.nothing()
     start = draw(near_changes | st.integers(low, high))
     if kind == "value":
-        return Item("value", start, step=step if draw(st.booleans()) else None)
+        return Item("value", start)
     end = draw(st.integers(start, high))
     return Item("range", start, end, step)
 
