@@ -11,7 +11,8 @@ import argparse
 import dataclasses
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from types import FrameType
@@ -49,7 +50,27 @@ def load(args: argparse.Namespace) -> tuple[Settings, type[Workflow]]:
         raise SettingsError("no workflow given: run `python -m dataflow NAME` or set WORKFLOW")
     settings = settings_from(args)
     sys.path.insert(0, ".")  # workflows import their own helpers relative to the project
-    return settings, load_workflow(args.workflow, settings.workflows_dir)
+    with _signals_end_the_import():
+        return settings, load_workflow(args.workflow, settings.workflows_dir)
+
+
+@contextmanager
+def _signals_end_the_import() -> Iterator[None]:
+    """While the workflow's module imports, SIGINT and SIGTERM end the process at once, by the
+    kernel: Python would only raise KeyboardInterrupt between bytecodes, so a module busy in C
+    code (a long query at import, a big computation) would hold off Ctrl-C until it returned.
+    Nothing is open yet that a stop would need to close. A signal ignored at start (nohup)
+    stays ignored."""
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    before = {signum: signal.getsignal(signum) for signum in wanted}
+    for signum, handler in before.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def run_command(args: argparse.Namespace) -> int:

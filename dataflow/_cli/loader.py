@@ -115,6 +115,9 @@ def _guarded(name: str, load: Callable[[], types.ModuleType]) -> types.ModuleTyp
         module = load()
     except DataflowError:  # an invalid decorator (cron expression, signature) says it all
         raise
+    except SystemExit as exc:  # a supervisor would read exit 0 as a clean stop
+        summary = f"the module called sys.exit({exc.code!r}) while being imported"
+        raise WorkflowImportError(name, summary, _user_traceback(exc)) from None
     except Exception as exc:
         raise WorkflowImportError(name, _summary(exc), _user_traceback(exc)) from None
     return module

@@ -124,3 +124,15 @@ def test_a_bad_change_event_payload_is_one_line(
     write(tmp_path, "feed", STREAM)
     line = one_error_line(run_cli(tmp_path, "trigger", "feed", "handle", "--payload", payload))
     assert expected in line
+
+
+def test_a_workflow_that_exits_while_importing_is_an_error(tmp_path: Path) -> None:
+    """`sys.exit(0)` at import would read as a clean stop to a supervisor: it is bad input."""
+    write(tmp_path, "quits", "import sys\nsys.exit(0)\n")
+    result = run_cli(tmp_path, "run", "quits")
+    assert result.returncode == 2
+    first = result.stderr.splitlines()[0]
+    assert first == (
+        "dataflow: error: workflow 'workflows/quits.py' failed to import: "
+        "the module called sys.exit(0) while being imported"
+    )
