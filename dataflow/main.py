@@ -114,7 +114,9 @@ def _stdout_closed() -> int:
 
 
 def _error(message: str) -> None:
-    print(f"dataflow: error: {message}", file=sys.stderr)
+    from dataflow._core.redact import redact_text
+
+    print(f"dataflow: error: {redact_text(message)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

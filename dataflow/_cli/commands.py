@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 from dataflow._cli.loader import load_workflow
 from dataflow._core.errors import SettingsError
 from dataflow._core.logs import configure_logging
+from dataflow._core.redact import redact_text
 from dataflow._core.settings import Settings
 from dataflow.triggers.workflow import Workflow
 
@@ -224,5 +225,6 @@ def check_command(args: argparse.Namespace) -> int:
 def _report_check(checks: list[Check], check: Check, value: T, *, as_json: bool) -> T:
     checks.append(check)
     if not as_json:
-        print(f"{'ok' if check.ok else 'FAIL':<4}  {check.kind:<10}  {check.detail}", flush=True)
+        line = f"{'ok' if check.ok else 'FAIL':<4}  {check.kind:<10}  {check.detail}"
+        print(redact_text(line), flush=True)
     return value

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
+from dataflow._core.redact import redact_text
+
 _BOLD, _RESET = "\x1b[1m", "\x1b[0m"
 _GAP = "  "
 _MIN_CUT = 12  # a cut cell keeps at least this many characters
@@ -40,7 +42,7 @@ def print_table(
         print(empty, file=out)
         return
     tty = is_terminal(out)
-    grouped = [_row_lines(row) for row in rows]
+    grouped = [_row_lines([redact_text(cell) for cell in row]) for row in rows]
     spaced = any(len(group) > 1 for group in grouped)  # a blank line keeps tall rows apart
     blank = [[""] * len(headers)] if spaced else []
     lines = [line for group in grouped for line in [*group, *blank]]
@@ -54,7 +56,8 @@ def print_table(
 
 
 def print_json(value: Any, *, stream: TextIO | None = None) -> None:
-    print(json.dumps(value, indent=2, default=_json_default), file=stream or sys.stdout)
+    text = json.dumps(value, indent=2, default=_json_default)
+    print(redact_text(text), file=stream or sys.stdout)
 
 
 def _row_lines(row: Sequence[str]) -> list[list[str]]:

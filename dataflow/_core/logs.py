@@ -21,6 +21,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from dataflow._core.redact import redact_text
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 _QUEUE_LINES = 10_000  # lines held for a slow reader before new ones are dropped
 _EXIT_DRAIN_SECONDS = 1.0  # at exit, how long queued lines get to reach a slow reader
@@ -108,7 +110,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info if use_json else _keep_exc_info,
-        renderer,
+        _masked(renderer),
     ]
     writer = LineWriter(out)
     _writers.append(writer)
@@ -130,6 +132,16 @@ def drain_logs(timeout: float = _EXIT_DRAIN_SECONDS) -> None:
     """Give queued lines a bounded moment to reach the reader; a stalled one is not waited for."""
     for writer in _writers:
         writer.drain(timeout)
+
+
+def _masked(renderer: Any) -> Any:
+    """The rendered line with every registered secret hidden: whatever a handler or a driver
+    put in a message, an exception or a traceback's source line."""
+
+    def render(logger: Any, method: str, event: Any) -> str:
+        return redact_text(renderer(logger, method, event))
+
+    return render
 
 
 def _keep_exc_info(_: Any, __: str, event: Any) -> Any:

@@ -1,14 +1,24 @@
-"""Keeping secrets out of logs, errors and reprs: URLs, ODBC connection strings, free text.
+"""Keeping secrets out of logs, errors, reprs and CLI output: one masker for the process.
+
+Every password the workflow's connections and settings hold is registered (`register_secret`)
+when the connection is built or the setting read, as written, percent-decoded and
+percent-encoded; `redact_text` replaces each of them wherever it appears (a traceback's source
+line, a driver's message, a log line, a stored error), then hides what still looks like a
+secret by its shape: `scheme://user:password@host` and ODBC `PWD=` values.
+
+URLs are read without `urllib.parse`, whose errors echo the text (`Port could not be cast to
+integer value as 'Xq7Kpw'`) and which splits a password holding an unescaped `/ ? #` into the
+host and path: the user information runs from `://` to the last `@`.
 
 A connection string is read pair by pair (`redact_connection_string`), so a braced password
-holding `;` or `}}` is hidden whole. Free text (a traceback showing a source line, a mistyped
-URI) has no structure to read: `redact_text` hides from the key to the next `;`.
+holding `;` or `}}` is hidden whole.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+import threading
+from urllib.parse import quote, quote_plus, unquote
 
 _SECRET_KEYS = frozenset({"pwd", "password"})
 _PAIR = re.compile(r"\s*([^=;]+?)\s*=\s*(\{(?:[^}]|\}\})*\}|[^;]*?)\s*(?:;|$)")
@@ -17,22 +27,72 @@ _BRACED = re.compile(r"\{(?:[^}]|\}\})*\}(?=\s*(?:;|$))")
 # In free text a value runs to the next `;` (or the end): more hidden rather than less. A
 # braced value runs to its closing brace (`}}` is an escaped brace), to the end if unclosed.
 _ODBC_SECRET = re.compile(r"(?i)\b(pwd|password)\s*=\s*(\{(?:[^}]|\}\})*\}?|[^;]*)")
-_URL_SECRET = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*:/{0,2}[^\s/:@'\"]+:)[^\s@'\"]+@")
+# `scheme://user:` then anything up to the LAST `@` of the word: a password may hold `@ / ? #`.
+_URL_SECRET = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*:/{0,2}[^\s/:@'\"]+:)[^\s'\"]*@")
+_MIN_SECRET = 4  # shorter values would mask ordinary words all over the logs
+
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+_lock = threading.Lock()
+
+
+def register_secret(secret: str | None) -> None:
+    """Mask `secret` from now on, as written, percent-decoded and percent-encoded."""
+    if not secret:
+        return
+    forms = {secret, unquote(secret)}
+    forms |= {quote(form, safe="") for form in list(forms)} | {quote_plus(f) for f in forms}
+    new = {form for form in forms if len(form) >= _MIN_SECRET} - _secrets
+    if new:
+        global _pattern
+        with _lock:
+            _secrets.update(new)
+            longest_first = sorted(_secrets, key=len, reverse=True)
+            _pattern = re.compile("|".join(re.escape(form) for form in longest_first))
+
+
+def register_url(url: str | None) -> None:
+    """Register the password a URL holds, if any."""
+    if url:
+        register_secret(url_password(url))
+
+
+def url_password(url: str) -> str | None:
+    """The password of `scheme://user:password@host...` as written (None when there is none)."""
+    userinfo = _userinfo(url)
+    if userinfo is None or ":" not in userinfo:
+        return None
+    return userinfo.partition(":")[2] or None
+
+
+def url_user(url: str) -> str | None:
+    """The user name of `scheme://user[:password]@host...` as written (None when there is none)."""
+    userinfo = _userinfo(url)
+    return None if userinfo is None else userinfo.partition(":")[0] or None
 
 
 def redact_url(url: str) -> str:
     """Return `url` with any password replaced by `***`, for logs, errors and reprs."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    userinfo = _userinfo(url)
+    if userinfo is None or ":" not in userinfo:
         return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    scheme, _, rest = url.partition("://")
+    host = rest[len(userinfo) + 1 :]
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+
+
+def _userinfo(url: str) -> str | None:
+    _, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return None
+    return rest.rpartition("@")[0]
 
 
 def redact_text(text: str) -> str:
-    """Free text (a traceback showing a source line, a mistyped URI) with the passwords of
-    URL-like `scheme:/user:password@host` and ODBC `PWD=` values replaced by `***`."""
+    """`text` with every registered secret, URL password and ODBC `PWD=` value as `***`."""
+    pattern = _pattern
+    if pattern is not None:
+        text = pattern.sub("***", text)
     text = _URL_SECRET.sub(r"\1***@", text)
     return _ODBC_SECRET.sub(lambda m: f"{m.group(1)}=***", text)
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dataflow._core.errors import SettingsError
 from dataflow._core.exports import publish
+from dataflow._core.redact import register_url
 
 BACKENDS = ("asyncio", "trio")
 LOG_FORMATS = ("auto", "json", "console")
@@ -125,6 +126,7 @@ def require_env(name: str, environ: Mapping[str, str] | None = None) -> str:
     value = env.get(name)
     if not value:
         raise SettingsError(f"missing setting {name}: set the environment variable {name}")
+    register_url(value)  # a setting often holds a connection URI with its password
     return value
 
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import pymongo
 from pymongo import MongoClient
@@ -35,7 +35,7 @@ from dataflow._core.errors import (
     one_line,
 )
 from dataflow._core.exports import publish
-from dataflow._core.redact import redact_url
+from dataflow._core.redact import redact_text, redact_url, register_secret, register_url
 from dataflow.connection._base import Connection
 from dataflow.connection._mongo_bulk import squashed, upsert_in_batches
 
@@ -76,6 +76,8 @@ class MongoDB(Connection):
             raise ValueError("MongoDB needs either a URL or hostname=, not both")
         self._url, self._hostname, self._port = url, hostname, port
         self._username, self._password = username, password
+        register_url(url)
+        register_secret(password)
         self._options = client_options
         name = database or _database_in(url)
         if not name:
@@ -255,18 +257,26 @@ class MongoDB(Connection):
     def _describe(self) -> str:
         """The target as a URL without password or query (options may hold secrets too)."""
         if self._url is not None:
-            return urlunsplit(urlsplit(redact_url(self._url))._replace(query="", fragment=""))
+            return _without_options(redact_url(self._url))
         user = f"{self._username}:***@" if self._username else ""
         return f"mongodb://{user}{self._hostname}:{self._port}/{self.database_name}"
 
     def _redacted(self, text: str) -> str:
-        for secret in (self._password, urlsplit(self._url or "").password):
-            text = text.replace(secret, "***") if secret else text
-        return text
+        return redact_text(text)
+
+
+def _without_options(url: str) -> str:
+    """A URL (password already hidden) without its query: options may hold secrets too."""
+    return url.partition("?")[0].partition("#")[0]
 
 
 def _database_in(url: str | None) -> str | None:
-    return unquote(urlsplit(url).path.lstrip("/")) or None if url else None
+    """The database in a MongoDB URL's path, read with the password hidden (an unescaped `/`,
+    `?` or `#` in it would look like a path or a query)."""
+    if not url:
+        return None
+    path = _without_options(redact_url(url)).partition("://")[2].partition("/")[2]
+    return unquote(path) or None
 
 
 def _is_connection_level(exc: OperationFailure) -> bool:

@@ -13,7 +13,14 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dataflow._core.errors import DataflowConnectionError
 from dataflow._core.exports import publish
-from dataflow._core.redact import odbc_value, redact_connection_string, redact_url
+from dataflow._core.redact import (
+    odbc_value,
+    redact_connection_string,
+    redact_url,
+    register_secret,
+    register_url,
+    url_password,
+)
 from dataflow.connection._odbc import OdbcConnection
 from dataflow.connection._pyodbc import load_pyodbc
 from dataflow.connection._sql_core import RetryPolicy
@@ -66,9 +73,17 @@ def parse_mssql_url(url: str) -> SqlServerTarget:
     User and password are percent-decoded; query keys are case-insensitive; unknown ones become
     extra connection-string attributes (e.g. `ApplicationIntent=ReadOnly`).
     """
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in _SCHEMES or not parts.hostname:
+    register_url(url)
+    # The structure is read with the password hidden: unescaped `/ ? # @` in it would otherwise
+    # split the URL in the wrong places, and urllib's errors would quote the pieces.
+    try:
+        parts = urlsplit(redact_url(url))
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme.lower() not in _SCHEMES or not parts.hostname:
         raise ValueError(f"not a SQL Server URL (mssql://user:pass@host/db): {redact_url(url)}")
+    password = url_password(url)
     options: dict[str, Any] = {"encrypt": True, "trust_server_certificate": False}
     extra = []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -82,10 +97,10 @@ def parse_mssql_url(url: str) -> SqlServerTarget:
             extra.append((key, value))
     return SqlServerTarget(
         server=unquote(parts.hostname),
-        port=parts.port,
+        port=port,
         database=unquote(parts.path.lstrip("/")) or None,
         username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
+        password=unquote(password) if password is not None else None,
         extra=tuple(extra),
         **options,
     )
@@ -144,6 +159,7 @@ class MicrosoftSQLServerConnection(OdbcConnection):
         fast_executemany: bool | None = None,
     ) -> None:
         where, is_host = _url_or_host(url, server or hostname)
+        register_secret(password)
         self._server: SqlServerTarget | None = None
         if is_host:
             self._server = SqlServerTarget(

@@ -26,7 +26,7 @@ from dataflow._core.errors import (
     QueryTimeoutError,
     one_line,
 )
-from dataflow._core.redact import redact_connection_string, secrets_in
+from dataflow._core.redact import redact_connection_string, register_secret, secrets_in
 from dataflow.connection._odbc_text import classify, describe_odbc, sqlstate_of
 from dataflow.connection._pyodbc import load_pyodbc
 from dataflow.connection._sql_core import ErrorKind, RetryPolicy, Slot, SqlConnection, ThreadSlots
@@ -54,6 +54,8 @@ class OdbcRunner(SqlConnection):
         encoding: str | None = None,
     ) -> None:
         self._connection_string = connection_string
+        for secret in secrets_in(connection_string):
+            register_secret(secret)
         self.timeout = timeout
         self._connect_timeout = connect_timeout
         self._retry = retry or RetryPolicy()

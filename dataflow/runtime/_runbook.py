@@ -17,6 +17,7 @@ from structlog.contextvars import bound_contextvars
 
 from dataflow._core.clock import Clock, iso
 from dataflow._core.logs import get_logger
+from dataflow._core.redact import redact_text
 from dataflow._core.run import Run, RunStatus, TriggerState
 from dataflow._core.watchdog import watchdog
 from dataflow.state import StateStore
@@ -70,7 +71,8 @@ class RunBook:
     def finished(self, run: Run, outcome: RunOutcome) -> None:
         error = None
         if outcome.error is not None:
-            error = "".join(traceback.format_exception(outcome.error)).strip()
+            # A traceback shows source lines: one may hold a connection URI with its password.
+            error = redact_text("".join(traceback.format_exception(outcome.error)).strip())
         ended_at = self.clock.now()
         self.state.record_run_end(run.run_id, outcome.status, ended_at, error)
         seconds = (ended_at - run.started_at).total_seconds()

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeVar, get_args
 
 from dataflow._core.errors import WorkflowError
-from dataflow._core.redact import redact_text
+from dataflow._core.redact import redact_text, register_url
 from dataflow.triggers._changestream.policy import (
     OPERATION_TYPES,
     ChangeStreamPolicy,
@@ -122,6 +122,7 @@ def _error(text: str) -> WorkflowError:
 def _source(source: object) -> object:
     if isinstance(source, str):
         if "://" in source or _SETTING_NAME.fullmatch(source):
+            register_url(source)
             return source
         raise _error(  # redacted: a mistyped URI (`mongodb:/user:pw@host`) still holds a password
             f"{redact_text(repr(source))} is neither a mongodb:// URI nor a setting name (an "
