@@ -33,7 +33,7 @@ MACROS = "(use one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, 
 CRON_ERRORS = [
     ("61 * * * *", "minute: 61 is out of range 0-59"),
     ("0,61 * * * *", "minute: 61 is out of range 0-59"),
-    ("99999999999999999999 * * * *", "minute: 99999999999999999999 is out of range 0-59"),
+    ("99999999999999999999 * * * *", "minute: 99999999... (20 digits) is out of range 0-59"),
     ("* 24 * * *", "hour: 24 is out of range 0-23"),
     ("* * 0 * *", "day-of-month: 0 is out of range 1-31"),
     ("* * 32 * *", "day-of-month: 32 is out of range 1-31"),
