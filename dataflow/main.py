@@ -96,6 +96,7 @@ def exit_code(exc: BaseException) -> int:
         errors.WorkflowNotFound,
         errors.WorkflowImportError,
         errors.SettingsError,
+        errors.StateFileRefused,
     )
     # A missing or bad setting is bad input even when only a trigger's start finds it (a change
     # stream's URL variable): restarting the process would not help.

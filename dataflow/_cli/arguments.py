@@ -59,6 +59,12 @@ def _add_run(commands: Any) -> None:
         metavar="PORT",
         help="serve /metrics and /healthz on this port (DATAFLOW_METRICS_PORT; 0 = any free)",
     )
+    run.add_argument(
+        "--reset-state",
+        action="store_true",
+        help="if the state file is empty or not a dataflow store, move it aside "
+        "(<file>.broken-<time>) and start fresh",
+    )
     run.set_defaults(handler=_lazy("run_command"))
 
 

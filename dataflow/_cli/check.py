@@ -92,7 +92,7 @@ def check_instance(workflow_class: type[Workflow]) -> tuple[Check, Workflow | No
 
 def check_state(path: Path, workflow: str) -> Check:
     """The state file opens if it exists, or the folder it goes in is writable."""
-    if not path.is_file():
+    if not path.exists():
         folder = next((p for p in path.absolute().parents if p.exists()), None)
         writable = folder is not None and os.access(folder, os.W_OK)
         folder_state = "writable" if writable else "NOT writable"

@@ -84,7 +84,8 @@ def run_command(args: argparse.Namespace) -> int:
     settings, workflow_class = load(args)
     configure_logging(settings.log_format, settings.log_level)
     workflow = workflow_class()
-    anyio.run(partial(run_workflow, workflow, settings=settings), backend=settings.backend)
+    run = partial(run_workflow, workflow, settings=settings, reset_state=args.reset_state)
+    anyio.run(run, backend=settings.backend)
     return 0
 
 

@@ -56,8 +56,10 @@ class TriggerInfo:
 
 
 def open_existing_store(path: Path) -> StateStore | None:
-    """The state file if a run has created it; inspection never creates one."""
-    return StateStore(path) if path.is_file() else None
+    """The state file if a run has created it; inspection never creates one. Anything at the
+    path that is not a usable state file (a directory, an empty file) is refused, not shown
+    as "no runs"."""
+    return StateStore(path) if path.exists() else None
 
 
 def describe_triggers(

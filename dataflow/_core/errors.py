@@ -9,6 +9,7 @@
     ├── StartupFailed             a @startup handler failed; nothing else was started
     ├── TriggerFailed             a trigger could not start, or stopped on an error
     ├── StateStoreError           the state file cannot be opened or written
+    │   └── StateFileRefused      it is not one this dataflow may use (empty, foreign, newer)
     ├── DataflowConnectionError   a connection cannot be opened or used (also a ConnectionError)
     │   └── ConnectionLostError   it dropped during a call
     ├── DataflowSQLError          a statement failed; keeps the driver's code
@@ -97,6 +98,17 @@ class TriggerFailed(DataflowError):
 
 class StateStoreError(DataflowError):
     """The state file cannot be opened or written (read-only, full disk, corrupt)."""
+
+
+class StateFileRefused(StateStoreError):
+    """The state file is there but is not one this dataflow may use: empty, not a dataflow
+    store, written by a newer dataflow, a directory, or beside another file's write-ahead log.
+    Bad input (exit 2): a restart cannot help. `resettable`: `run --reset-state` may move it
+    aside (it holds no positions this dataflow can read)."""
+
+    def __init__(self, message: str, *, resettable: bool = False) -> None:
+        super().__init__(message)
+        self.resettable = resettable
 
 
 class DataflowConnectionError(DataflowError, ConnectionError):
@@ -227,6 +239,7 @@ publish(
     StartupFailed,
     TriggerFailed,
     StateStoreError,
+    StateFileRefused,
     DataflowConnectionError,
     ConnectionLostError,
     DataflowSQLError,

@@ -26,6 +26,7 @@ from dataflow.runtime._groups import first_error, unwrap
 from dataflow.runtime._health import MetricsServer, serve_metrics
 from dataflow.runtime._lock import exclusive_lock
 from dataflow.runtime._metrics import RunMetrics
+from dataflow.runtime._statefile import open_state, watch_state_file
 from dataflow.state import RunRecord, StateStore
 from dataflow.triggers.base import Trigger, TriggerContext
 from dataflow.triggers.workflow import Workflow
@@ -44,12 +45,14 @@ class Runtime:
         settings: Settings | None = None,
         clock: Clock | None = None,
         state: StateStore | None = None,
+        reset_state: bool = False,
     ) -> None:
+        """`reset_state`: move aside a state file that holds nothing readable (`--reset-state`)."""
         self.workflow = workflow
         self.name = workflow.workflow_name
         self.settings = settings or Settings()
         self.clock = clock or SystemClock()
-        self.state = state or StateStore(self.settings.state_file(self.name))
+        self.state = state or open_state(self.settings.state_file(self.name), reset=reset_state)
         limiter = anyio.CapacityLimiter(self.settings.max_worker_threads)
         self.dispatcher = Dispatcher(self.name, self.state, self.clock, limiter)
         self.stopping = anyio.Event()
@@ -137,6 +140,8 @@ class Runtime:
     async def _run_groups(self, triggers: list[Trigger], ctx: TriggerContext) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._cancel_after_grace)
+            if isinstance(self.clock, SystemClock):  # on a test's virtual clock: no real file
+                tg.start_soon(watch_state_file, self.state)
             log.info("workflow starting", workflow=self.name, triggers=len(triggers))
             with self._hard_scope:
                 if not self.stopping.is_set():  # a signal may have come during the recovery
@@ -247,9 +252,10 @@ async def run_workflow(
     settings: Settings | None = None,
     clock: Clock | None = None,
     handle_signals: bool = True,
+    reset_state: bool = False,
 ) -> None:
     """Run `workflow` until SIGINT/SIGTERM. Raises StartupFailed or TriggerFailed on failure."""
-    runtime = Runtime(workflow, settings=settings, clock=clock)
+    runtime = Runtime(workflow, settings=settings, clock=clock, reset_state=reset_state)
     try:
         await runtime.run(handle_signals=handle_signals)
     finally:

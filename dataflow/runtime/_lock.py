@@ -8,18 +8,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dataflow._core.errors import StateStoreError
+from dataflow._core.errors import StateFileRefused, StateStoreError
 
 
 @contextmanager
 def exclusive_lock(state_path: Path) -> Iterator[None]:
     """Hold an advisory lock on `<state file>.lock` while the runtime runs (released on exit,
-    also when the process dies, since the kernel drops it with the file descriptor)."""
+    also when the process dies, since the kernel drops it with the file descriptor).
+
+    The lock sits beside the file's real path (symlinks resolved), so two paths to one file
+    (a symlink to it, a symlinked or twice-mounted folder) meet at one lock file."""
     if str(state_path) == ":memory:":
         yield
         return
-    lock_path = state_path.with_name(state_path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    real = state_path.resolve()
+    lock_path = real.with_name(real.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except IsADirectoryError:
+        raise StateFileRefused(
+            f"lock file {lock_path} of state file {state_path} is a directory: remove it"
+        ) from None
+    except OSError as exc:
+        raise StateStoreError(f"cannot lock state file {state_path}: {exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -9,13 +9,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.resources import files
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from dataflow._core import offload
 from dataflow._core.clock import iso
-from dataflow._core.errors import StateStoreError
+from dataflow._core.errors import StateFileRefused, StateStoreError
+from dataflow.state._file import check_before_open, record_identity, still_there
+from dataflow.state._migrate import bring_forward, readable_version
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -50,26 +51,53 @@ def _dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+_RUN_COLUMNS = (
+    "run_id, workflow, trigger, scheduled_at, started_at, ended_at, status, attempt, error"
+)
+_LETTER_COLUMNS = "id, workflow, trigger, payload, error, created_at, retried_at, retry_status"
+
+
 class StateStore:
+    """Opening refuses (StateFileRefused) a file it must not use, and brings an older one's
+    schema forward; `check_file()` says whether the path still names the file opened."""
+
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._opened = ""  # the file's identity when opened (device, inode; its WAL's)
         self._db = self._open()
 
     def _open(self) -> sqlite3.Connection:
+        memory = str(self.path) == ":memory:"
+        if not memory:
+            check_before_open(self.path)
         try:
-            if str(self.path) != ":memory:":
+            if not memory:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.executescript(files("dataflow.state").joinpath("_schema.sql").read_text())
+            try:
+                db.execute("PRAGMA busy_timeout=5000")
+                found = readable_version(db, self.path)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                bring_forward(db, found)
+                if not memory:
+                    self._opened = record_identity(db, self.path)
+            except BaseException:
+                db.close()
+                raise
+        except StateFileRefused:
+            raise
         except (sqlite3.Error, OSError) as exc:
             raise StateStoreError(
                 f"cannot open state store {self.path}: {exc}{_read_only_hint(self.path)}"
             ) from exc
         return db
+
+    def check_file(self) -> None:
+        """Raise StateStoreError if the path was deleted or now names another file."""
+        if self._opened:
+            still_there(self.path, self._opened)
 
     def close(self) -> None:
         with self._lock:
@@ -99,7 +127,8 @@ class StateStore:
     def set_state(self, workflow: str, trigger: str, key: str, value: str) -> None:
         with self._cursor() as cur:
             cur.execute(
-                "INSERT INTO trigger_state VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
+                "INSERT INTO trigger_state (workflow, trigger, key, value, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
                 " SET value=excluded.value, updated_at=excluded.updated_at",
                 (workflow, trigger, key, value, iso(datetime.now(UTC), utc=True)),
             )
@@ -154,7 +183,7 @@ class StateStore:
         failed_only: bool = False,
         limit: int = 50,
     ) -> list[RunRecord]:
-        sql = "SELECT * FROM runs WHERE workflow=?"
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow=?"
         params: list[Any] = [workflow]
         if trigger is not None:
             sql += " AND trigger=?"
@@ -171,7 +200,7 @@ class StateStore:
         with self._cursor() as cur:
             rows = cur.execute(
                 "UPDATE runs SET status='interrupted', error='the process stopped during the run'"
-                " WHERE workflow=? AND status='running' RETURNING *",
+                f" WHERE workflow=? AND status='running' RETURNING {_RUN_COLUMNS}",
                 (workflow,),
             ).fetchall()
         return [_run_record(row) for row in rows]
@@ -187,7 +216,7 @@ class StateStore:
             return int(cur.lastrowid or 0)
 
     def dead_letters(self, workflow: str, *, include_retried: bool = False) -> list[DeadLetter]:
-        sql = "SELECT * FROM dead_letters WHERE workflow=?"
+        sql = f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE workflow=?"
         if not include_retried:
             sql += " AND (retry_status IS NULL OR retry_status != 'succeeded')"
         with self._cursor() as cur:
