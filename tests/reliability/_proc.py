@@ -25,6 +25,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 LogLine = dict[str, Any]
 
+# A workflow with one per-second job that does nothing: fires to watch, runs to count.
+TICKER = """
+from dataflow import Workflow, cronjob
+
+
+class Ticker(Workflow):
+    @cronjob("* * * * * *")
+    def tick(self):
+        pass
+"""
+
 
 def write_workflow(project: Path, name: str, source: str) -> Path:
     """Write `workflows/<name>.py` under `project` (the process's working directory)."""

@@ -14,19 +14,10 @@ import pytest
 
 from dataflow.state import StateStore
 from dataflow.state._migrate import SCHEMA_VERSION
-from tests.reliability._proc import run_cli, runs, started, write_workflow
+from tests.reliability._proc import TICKER, run_cli, runs, started, write_workflow
 
 pytestmark = pytest.mark.slow
 
-TICKER = """
-from dataflow import Workflow, cronjob
-
-
-class Ticker(Workflow):
-    @cronjob("* * * * * *")
-    def tick(self):
-        pass
-"""
 OLD_FIRE = "2026-01-01T00:00:00+00:00"
 
 

@@ -12,19 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability._proc import DataflowProcess, alive, run_cli, runs, started, write_workflow
+from tests.reliability._proc import (
+    TICKER,
+    DataflowProcess,
+    alive,
+    run_cli,
+    runs,
+    started,
+    write_workflow,
+)
 
 pytestmark = pytest.mark.slow
-
-TICKER = """
-from dataflow import Workflow, cronjob
-
-
-class Ticker(Workflow):
-    @cronjob("* * * * * *")
-    def tick(self):
-        pass
-"""
 
 
 def symlink_to_file(tmp_path: Path, real: Path) -> Path:

@@ -18,6 +18,7 @@ import pytest
 
 from tests.reliability._disk import small_disk
 from tests.reliability._proc import (
+    TICKER,
     DataflowProcess,
     integrity,
     run_cli,
@@ -29,15 +30,6 @@ from tests.reliability._proc import (
 
 pytestmark = pytest.mark.slow
 
-TICKER = """
-from dataflow import Workflow, cronjob
-
-
-class Ticker(Workflow):
-    @cronjob("* * * * * *")
-    def tick(self):
-        pass
-"""
 
 LOADING = """
 import time
