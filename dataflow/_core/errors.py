@@ -9,6 +9,7 @@
     ├── StartupFailed             a @startup handler failed; nothing else was started
     ├── TriggerFailed             a trigger could not start, or stopped on an error
     ├── StateStoreError           the state file cannot be opened or written
+    ├── StateValueError           a trigger-state value cannot be kept or read (also a ValueError)
     ├── DataflowConnectionError   a connection cannot be opened or used (also a ConnectionError)
     │   └── ConnectionLostError   it dropped during a call
     ├── DataflowSQLError          a statement failed; keeps the driver's code
@@ -90,6 +91,11 @@ class TriggerFailed(DataflowError):
 
 class StateStoreError(DataflowError):
     """The state file cannot be opened or written (read-only, full disk, corrupt)."""
+
+
+class StateValueError(DataflowError, ValueError):
+    """A trigger-state value cannot be kept (naive datetime, not JSON) or a stored one cannot be
+    read back; the message names the key. Setting the key again replaces a bad stored value."""
 
 
 class DataflowConnectionError(DataflowError, ConnectionError):
