@@ -60,6 +60,7 @@ class Runtime:
         self.metrics = RunMetrics(self.name, self.clock.now)
         self.dispatcher.observers.append(self.metrics)
         self.metrics_server: MetricsServer | None = None
+        self._ran = False
 
     @property
     def phase(self) -> str:
@@ -83,6 +84,14 @@ class Runtime:
         self._hard_scope.cancel()
 
     async def run(self, *, handle_signals: bool = False) -> None:
+        # Once only: its stop event, scopes and state store belong to one run; a second call
+        # would return at once doing nothing, so it says so instead.
+        if self._ran:
+            raise RuntimeError(
+                f"this Runtime of {self.name!r} has already run; create a new Runtime to run "
+                "the workflow again"
+            )
+        self._ran = True
         triggers = self.workflow.triggers()
         with exclusive_lock(self.state.path):
             try:
