@@ -206,6 +206,9 @@ async def _call_async(run: Run, request: RunRequest) -> BaseException | None:
     return None
 
 
+handler_code = _call_async.__code__  # the loop watcher finds the blocking run by this frame
+
+
 def _is_cancellation(exc: BaseException) -> bool:
     """The loop's cancellation, as a call from a worker thread sees it (asyncio or trio):
     outside the loop there is no current backend to ask for its cancellation class."""

@@ -25,6 +25,7 @@ from dataflow.runtime._dispatcher import Dispatcher
 from dataflow.runtime._groups import first_error, unwrap
 from dataflow.runtime._health import MetricsServer, serve_metrics
 from dataflow.runtime._lock import exclusive_lock
+from dataflow.runtime._loopwatch import watch_event_loop
 from dataflow.runtime._metrics import RunMetrics
 from dataflow.state import RunRecord, StateStore
 from dataflow.triggers.base import Trigger, TriggerContext
@@ -101,6 +102,7 @@ class Runtime:
                         # asyncio resets SIGTERM to the default (killed, exit 143) and trio
                         # raises KeyboardInterrupt wherever the loop is.
                         await watching.start(self._watch_signals)
+                    watching.start_soon(watch_event_loop)
                     try:
                         await self._run(triggers)
                     finally:

@@ -24,14 +24,18 @@ class StepWatch:
     wall: datetime = field(init=False)
     mono: float = field(init=False)
 
+    since: datetime = field(init=False)  # the previous look, read on today's wall clock
+
     def __post_init__(self) -> None:
         self.wall, self.mono = self.clock.now(), self.clock.monotonic()
+        self.since = self.wall
 
     def look(self) -> tuple[datetime, timedelta]:
         """(now, step): the wall time, and how much of its move since the last look was a step."""
         wall, mono = self.clock.now(), self.clock.monotonic()
-        step = (wall - self.wall) - timedelta(seconds=mono - self.mono)
-        self.wall, self.mono = wall, mono
+        passed = timedelta(seconds=mono - self.mono)
+        step = (wall - self.wall) - passed
+        self.wall, self.mono, self.since = wall, mono, wall - passed
         return wall, step if abs(step) > STEP_TOLERANCE else timedelta(0)
 
     async def wait_until(self, deadline: datetime) -> tuple[datetime, timedelta]:

@@ -126,8 +126,8 @@ class CronTrigger(Trigger):
             now, step = await watch.wait_until(fire_at + self._jitter())
             if step > _ZERO:
                 after = await self._stepped_forward(ctx, gate, after, now, step)
-            elif step < _ZERO:
-                after = self._stepped_back(after, now, -step)
+            elif step < _ZERO:  # resume from the last look, on the new wall time
+                after = self._stepped_back(after, min(now, watch.since), -step)
             else:
                 after = await self._fire_due(ctx, gate, fire_at, now)
 
@@ -156,7 +156,8 @@ class CronTrigger(Trigger):
 
     def _stepped_back(self, after: datetime, now: datetime, back: timedelta) -> datetime:
         """cronie's rule: a wildcard job runs on the new wall time; a fixed-time job does not
-        repeat fire times it ran, unless the step is 3 h or more (a reset: both resume)."""
+        repeat fire times it ran, unless the step is 3 h or more (a reset: both resume).
+        `now` is when the trigger last looked, read on the new wall clock."""
         resume = back >= _RESET or not self.schedule.is_fixed_time
         log.warning(
             "wall clock stepped back",
