@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from dataflow._core.errors import SettingsError as SettingsError
     from dataflow._core.errors import StartupFailed as StartupFailed
     from dataflow._core.errors import StateStoreError as StateStoreError
+    from dataflow._core.errors import StateValueError as StateValueError
     from dataflow._core.errors import TriggerFailed as TriggerFailed
     from dataflow._core.errors import WorkflowError as WorkflowError
     from dataflow._core.errors import WorkflowNotFound as WorkflowNotFound
@@ -64,6 +65,7 @@ _WHERE = {
         "SettingsError",
         "StartupFailed",
         "StateStoreError",
+        "StateValueError",
         "TriggerFailed",
         "WorkflowError",
         "WorkflowNotFound",

@@ -20,9 +20,17 @@ import sniffio
 from dataflow._core.offload import threads_in_flight
 
 _SETTLE_ROUNDS = 1000
+_EPSILON = 1e-6  # a timedelta keeps microseconds: a monotonic deadline may round below itself
 
 
 class FakeClock:
+    """Virtual wall time (`now()`) and monotonic time (`monotonic()`).
+
+    `advance()` and autojump are time passing: both move. `set()` is a wall-clock step (NTP,
+    an operator): only the wall time moves, and monotonic sleepers wake to look again, as a
+    trigger noticing the step would.
+    """
+
     def __init__(self, start: datetime, *, hold_during_threads: bool = True) -> None:
         """`hold_during_threads`: autojump waits while a handler or store call runs in a thread
         (a run takes no virtual time). Set False to let time pass while a handler blocks."""
@@ -30,12 +38,17 @@ class FakeClock:
         if start.tzinfo is None:
             raise ValueError("FakeClock needs an aware start time")
         self._now = start
+        self._mono = 0.0
         self._waiters: list[tuple[datetime, int, anyio.Event]] = []
+        self._sleepers: list[tuple[float, int, anyio.Event]] = []  # by monotonic deadline
         self._seq = itertools.count()
         self._waiter_added = anyio.Event()
 
     def now(self) -> datetime:
         return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
 
     async def sleep_until(self, deadline: datetime) -> None:
         if deadline <= self._now:
@@ -46,16 +59,38 @@ class FakeClock:
         self._waiter_added.set()
         await wake.wait()
 
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await anyio.lowlevel.checkpoint()
+            return
+        wake = anyio.Event()
+        heapq.heappush(self._sleepers, (self._mono + seconds, next(self._seq), wake))
+        self._waiter_added.set()
+        await wake.wait()
+
     def next_deadline(self) -> datetime | None:
-        return self._waiters[0][0] if self._waiters else None
+        """The wall time at which the next sleeper (wall or monotonic) is due."""
+        due = [self._waiters[0][0]] if self._waiters else []
+        if self._sleepers:
+            due.append(self._now + timedelta(seconds=self._sleepers[0][0] - self._mono))
+        return min(due, default=None)
 
     def advance(self, delta: timedelta | float) -> None:
-        """Move time forward by `delta` and wake every sleeper now due."""
+        """Let `delta` pass: wall and monotonic time move; every sleeper now due wakes."""
         step = delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
-        self.set(self._now + step)
+        self._mono += step.total_seconds()
+        while self._sleepers and self._sleepers[0][0] <= self._mono + _EPSILON:
+            heapq.heappop(self._sleepers)[2].set()
+        self._set_wall(self._now + step)
 
     def set(self, when: datetime) -> None:
-        """Move time to `when` (forward or back, like a clock step) and wake due sleepers."""
+        """Step the wall clock to `when` (forward or back); monotonic time stays. Wall-time
+        sleepers now due wake, and monotonic sleepers wake early to notice the step."""
+        while self._sleepers:
+            heapq.heappop(self._sleepers)[2].set()
+        self._set_wall(when)
+
+    def _set_wall(self, when: datetime) -> None:
         self._now = when
         while self._waiters and self._waiters[0][0] <= when:
             heapq.heappop(self._waiters)[2].set()
@@ -72,7 +107,7 @@ class FakeClock:
 
     async def _jump_forever(self) -> None:
         while True:
-            if not self._waiters:
+            if not (self._waiters or self._sleepers):
                 self._waiter_added = anyio.Event()
                 await self._waiter_added.wait()
             # Threads first: a cheap check, where an idle check costs a scheduling round or more
@@ -84,10 +119,8 @@ class FakeClock:
             if threads_in_flight(include_handlers=self.hold_during_threads):
                 continue
             deadline = self.next_deadline()
-            if deadline is not None and deadline > self._now:
-                self.set(deadline)
-            elif deadline is not None:
-                self.set(self._now)
+            if deadline is not None:
+                self.advance(max(deadline - self._now, timedelta(0)))
 
 
 async def wait_until_idle() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -22,6 +23,15 @@ class Clock(Protocol):
         """Return once `now() >= deadline`."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds that only ever advance with real time: compared with `now()`, it tells a
+        wall-clock step (NTP, an operator, a suspend) from a loop that was merely late."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep up to `seconds` of monotonic time; may return early (callers look again)."""
+        ...
+
 
 class SystemClock:
     """The real clock. Sleeps re-read the wall clock so clock jumps move deadlines with them."""
@@ -33,6 +43,12 @@ class SystemClock:
         while (remaining := (deadline - self.now()).total_seconds()) > 0:
             await anyio.sleep(min(remaining, _MAX_SLICE_SECONDS))
         await anyio.lowlevel.checkpoint()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(min(seconds, _MAX_SLICE_SECONDS))
 
 
 def iso(value: datetime | None, *, utc: bool = False) -> str | None:

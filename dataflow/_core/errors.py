@@ -10,6 +10,7 @@
     ├── TriggerFailed             a trigger could not start, or stopped on an error
     ├── StateStoreError           the state file cannot be opened or written
     │   └── StateFileRefused      it is not one this dataflow may use (empty, foreign, newer)
+    ├── StateValueError           a trigger-state value cannot be kept or read (also a ValueError)
     ├── DataflowConnectionError   a connection cannot be opened or used (also a ConnectionError)
     │   └── ConnectionLostError   it dropped during a call
     ├── DataflowSQLError          a statement failed; keeps the driver's code
@@ -109,6 +110,11 @@ class StateFileRefused(StateStoreError):
     def __init__(self, message: str, *, resettable: bool = False) -> None:
         super().__init__(message)
         self.resettable = resettable
+
+
+class StateValueError(DataflowError, ValueError):
+    """A trigger-state value cannot be kept (naive datetime, not JSON) or a stored one cannot be
+    read back; the message names the key. Setting the key again replaces a bad stored value."""
 
 
 class DataflowConnectionError(DataflowError, ConnectionError):
@@ -240,6 +246,7 @@ publish(
     TriggerFailed,
     StateStoreError,
     StateFileRefused,
+    StateValueError,
     DataflowConnectionError,
     ConnectionLostError,
     DataflowSQLError,

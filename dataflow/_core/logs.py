@@ -17,6 +17,7 @@ import queue
 import sys
 import threading
 import time
+import traceback
 from typing import Any, TextIO
 
 import structlog
@@ -110,7 +111,9 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info if use_json else _keep_exc_info,
+        _escape_values,
         _masked(renderer),
+        _escape_line,  # the console renderer adds tracebacks itself: escape what it made
     ]
     writer = LineWriter(out)
     _writers.append(writer)
@@ -146,6 +149,40 @@ def _masked(renderer: Any) -> Any:
 
 def _keep_exc_info(_: Any, __: str, event: Any) -> Any:
     return event  # the console renderer prints tracebacks itself
+
+
+def escape_surrogates(text: str) -> str:
+    """`text` with lone surrogates (undecodable bytes a driver or a file name let through)
+    written as `\\udcff`: SQLite, a UTF-8 stream and JSON readers all refuse them as they are."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def error_text(error: BaseException) -> str:
+    """The traceback of `error` as text that can be stored and logged whatever it holds."""
+    return escape_surrogates("".join(traceback.format_exception(error)).strip())
+
+
+def _escape(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape_surrogates(value)
+    if isinstance(value, dict):
+        return {_escape(k): _escape(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_escape(v) for v in value)
+    return value
+
+
+def _escape_values(_: Any, __: str, event: Any) -> Any:
+    """No value may break logging: one run's odd text must not take the runtime down."""
+    return {key: _escape(value) for key, value in event.items()}
+
+
+def _escape_line(_: Any, __: str, line: Any) -> Any:
+    return escape_surrogates(line) if isinstance(line, str) else line
 
 
 def get_logger(name: str = "dataflow") -> Any:

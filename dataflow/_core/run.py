@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from contextlib import suppress
@@ -14,6 +13,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from dataflow._core.exports import publish
+from dataflow._core.state_values import decode_value, encode_value
 
 
 class RunStatus(StrEnum):
@@ -36,7 +36,9 @@ class KeyValueStore(Protocol):
 class TriggerState:
     """Values a handler keeps between runs (a watermark, a cursor), saved in the state store.
 
-    Keyed by workflow and trigger; values are JSON, with datetimes kept as aware datetimes.
+    Keyed by workflow and trigger; values are JSON, plus aware datetimes, which come back
+    aware and equal (a naive datetime is refused: its meaning would depend on the machine).
+    Any dict round-trips, one shaped like `{"$datetime": ...}` included.
     Calls are quick, blocking SQLite reads and writes.
     """
 
@@ -45,24 +47,17 @@ class TriggerState:
     trigger: str
 
     def get(self, key: str, default: Any = None) -> Any:
+        """The value saved under `key`, or `default`. A stored value that cannot be read
+        (written by hand or by an old version) raises `StateValueError`; `set` replaces it."""
         raw = self.store.get_state(self.workflow, self.trigger, f"user:{key}")
-        return default if raw is None else json.loads(raw, object_hook=_decode)
+        return default if raw is None else decode_value(raw, self._where(key))
 
     def set(self, key: str, value: Any) -> None:
-        raw = json.dumps(value, default=_encode)
+        raw = encode_value(value, self._where(key))
         self.store.set_state(self.workflow, self.trigger, f"user:{key}", raw)
 
-
-def _encode(value: object) -> object:
-    if isinstance(value, datetime):
-        return {"$datetime": value.isoformat()}
-    raise TypeError(f"cannot keep {type(value).__name__} in trigger state: use JSON values")
-
-
-def _decode(obj: dict[str, Any]) -> object:
-    if obj.keys() == {"$datetime"}:
-        return datetime.fromisoformat(obj["$datetime"])
-    return obj
+    def _where(self, key: str) -> str:
+        return f"trigger state {key!r} of {self.workflow}/{self.trigger}"
 
 
 @dataclass(eq=False, kw_only=True)

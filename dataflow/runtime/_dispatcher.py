@@ -6,7 +6,6 @@ APScheduler's habit: catch the cancellation, record the outcome under a shielded
 from __future__ import annotations
 
 import asyncio
-import inspect
 import random
 import sys
 import threading
@@ -19,6 +18,7 @@ from structlog.contextvars import bound_contextvars
 
 from dataflow._core import offload
 from dataflow._core.clock import Clock
+from dataflow._core.handlers import call_sync, is_async_handler
 from dataflow._core.logs import get_logger
 from dataflow._core.run import Run, RunStatus, reset_current_run, set_current_run
 from dataflow.runtime._runbook import RunBook, RunObserver, completed, failed, thread_deadline
@@ -128,13 +128,13 @@ class Dispatcher:
             token = set_current_run(run)
             try:
                 with self.book.executing(run), thread_deadline(run, request.policy.timeout):
-                    request.handler(*request.args)
-            except Exception as exc:
-                outcome = failed(run, exc)
-            else:
-                outcome = completed(run, request.policy.timeout)
+                    error = call_sync(request.handler, request.args)
             finally:
                 reset_current_run(token)
+            if error is not None and not (run.cancelled and _is_cancellation(error)):
+                outcome = failed(run, error)
+            else:  # a stop reaching the handler through the loop is the run's cancel
+                outcome = completed(run, request.policy.timeout)
             self.book.finished(run, outcome)
         return outcome
 
@@ -167,31 +167,46 @@ class Dispatcher:
         return outcome
 
     async def _call_handler(self, run: Run, request: RunRequest) -> RunOutcome:
+        """Whatever the handler raises fails the run; only the loop's cancellation (the
+        runtime's own stop) goes on up."""
         timeout = request.policy.timeout
         token = set_current_run(run)
         try:
-            if inspect.iscoroutinefunction(request.handler):
-                with anyio.move_on_after(timeout) as scope:
-                    await request.handler(*request.args)
-                if scope.cancelled_caught:
-                    run.expire()
+            if is_async_handler(request.handler):
+                error = await _call_async(run, request)
             else:
                 with thread_deadline(run, timeout):
-                    await self._call_in_thread(request)
-        except Exception as exc:
-            return failed(run, exc)
+                    error = await self._call_in_thread(request)
         finally:
             reset_current_run(token)
-        return completed(run, timeout)
+        return completed(run, timeout) if error is None else failed(run, error)
 
-    async def _call_in_thread(self, request: RunRequest) -> None:
+    async def _call_in_thread(self, request: RunRequest) -> BaseException | None:
         # AnyIO copies the context into the thread: current_run() and the log context go along.
-        await offload.run_sync(
-            partial(request.handler, *request.args),
+        # The handler's exceptions stay in the thread, so one that reaches us is the loop's own.
+        return await offload.run_sync(
+            partial(call_sync, request.handler, request.args),
             limiter=self.limiter,
             abandon_on_cancel=True,
             kind="handler",
         )
+
+
+async def _call_async(run: Run, request: RunRequest) -> BaseException | None:
+    """Await an async handler within its timeout; return what it raised (anything at all)."""
+    with anyio.move_on_after(request.policy.timeout) as scope:
+        try:
+            await request.handler(*request.args)
+        except anyio.get_cancelled_exc_class():
+            raise  # the timeout (caught just above) or the runtime's stop
+        except BaseException as exc:  # SystemExit, GeneratorExit included: the run failed
+            return exc
+    if scope.cancelled_caught:
+        run.expire()
+    return None
+
+
+handler_code = _call_async.__code__  # the loop watcher finds the blocking run by this frame
 
 
 def _is_cancellation(exc: BaseException) -> bool:

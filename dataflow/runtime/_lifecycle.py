@@ -25,6 +25,7 @@ from dataflow.runtime._dispatcher import Dispatcher
 from dataflow.runtime._groups import first_error, unwrap
 from dataflow.runtime._health import MetricsServer, serve_metrics
 from dataflow.runtime._lock import exclusive_lock
+from dataflow.runtime._loopwatch import watch_event_loop
 from dataflow.runtime._metrics import RunMetrics
 from dataflow.runtime._statefile import open_state, watch_state_file
 from dataflow.state import RunRecord, StateStore
@@ -63,6 +64,7 @@ class Runtime:
         self.metrics = RunMetrics(self.name, self.clock.now)
         self.dispatcher.observers.append(self.metrics)
         self.metrics_server: MetricsServer | None = None
+        self._ran = False
 
     @property
     def phase(self) -> str:
@@ -86,6 +88,14 @@ class Runtime:
         self._hard_scope.cancel()
 
     async def run(self, *, handle_signals: bool = False) -> None:
+        # Once only: its stop event, scopes and state store belong to one run; a second call
+        # would return at once doing nothing, so it says so instead.
+        if self._ran:
+            raise RuntimeError(
+                f"this Runtime of {self.name!r} has already run; create a new Runtime to run "
+                "the workflow again"
+            )
+        self._ran = True
         triggers = self.workflow.triggers()
         with exclusive_lock(self.state.path):
             try:
@@ -95,6 +105,7 @@ class Runtime:
                         # asyncio resets SIGTERM to the default (killed, exit 143) and trio
                         # raises KeyboardInterrupt wherever the loop is.
                         await watching.start(self._watch_signals)
+                    watching.start_soon(watch_event_loop)
                     try:
                         await self._run(triggers)
                     finally:

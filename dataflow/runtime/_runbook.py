@@ -7,7 +7,6 @@ path (change streams) calls them directly.
 from __future__ import annotations
 
 import threading
-import traceback
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -16,7 +15,7 @@ from typing import Protocol
 from structlog.contextvars import bound_contextvars
 
 from dataflow._core.clock import Clock, iso
-from dataflow._core.logs import get_logger
+from dataflow._core.logs import error_text, escape_surrogates, get_logger
 from dataflow._core.redact import redact_text
 from dataflow._core.run import Run, RunStatus, TriggerState
 from dataflow._core.watchdog import watchdog
@@ -69,10 +68,8 @@ class RunBook:
             observer.run_started(run)
 
     def finished(self, run: Run, outcome: RunOutcome) -> None:
-        error = None
-        if outcome.error is not None:
-            # A traceback shows source lines: one may hold a connection URI with its password.
-            error = redact_text("".join(traceback.format_exception(outcome.error)).strip())
+        # A traceback shows source lines: one may hold a connection URI with its password.
+        error = None if outcome.error is None else redact_text(error_text(outcome.error))
         ended_at = self.clock.now()
         self.state.record_run_end(run.run_id, outcome.status, ended_at, error)
         seconds = (ended_at - run.started_at).total_seconds()
@@ -108,7 +105,7 @@ class RunBook:
         self.state.record_run_start(
             run_id, self.workflow, request.trigger, request.scheduled_at, now
         )
-        self.state.record_run_end(run_id, RunStatus.SKIPPED, now, reason)
+        self.state.record_run_end(run_id, RunStatus.SKIPPED, now, escape_surrogates(reason))
         for observer in self.observers:
             observer.run_skipped(request.trigger)
         log.warning(
@@ -119,7 +116,7 @@ class RunBook:
         )
 
 
-def failed(run: Run, exc: Exception) -> RunOutcome:
+def failed(run: Run, exc: BaseException) -> RunOutcome:
     """The outcome of a handler that raised: timed out if its deadline had passed."""
     log.error("run failed", exc_info=exc, error=f"{type(exc).__name__}: {exc}")
     return RunOutcome(RunStatus.TIMED_OUT if run.timed_out else RunStatus.FAILED, exc)

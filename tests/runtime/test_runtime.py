@@ -310,3 +310,20 @@ async def test_the_connections_a_workflow_holds_are_closed_at_stop(tmp_path: Pat
         pass
     with pytest.raises(Exception, match="not connected"):
         workflow.cache.fetch("SELECT * FROM t")
+
+
+async def test_a_runtime_runs_once_and_a_second_run_says_so(tmp_path: Path) -> None:
+    """A second `run()` of the same Runtime raises at once instead of silently doing nothing."""
+    fired: list[int] = []
+
+    class W(Workflow):
+        workflow_name = "w"
+
+        @cronjob("* * * * *")
+        def job(self) -> None:
+            fired.append(1)
+
+    async with running(W(), tmp_path) as runtime:
+        await until(lambda: len(fired) >= 1)
+    with pytest.raises(RuntimeError, match="has already run; create a new Runtime"):
+        await runtime.run()

@@ -16,7 +16,6 @@ One loop step: `try_next()` (a getMore that waits at most `max_await_time`), the
 from __future__ import annotations
 
 import threading
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ from pymongo.synchronous.change_stream import ChangeStream
 from structlog.contextvars import bound_contextvars
 
 from dataflow._core.errors import ChangeStreamStopped, one_line
-from dataflow._core.logs import get_logger
+from dataflow._core.logs import error_text, get_logger
 from dataflow._core.run import RunStatus
 from dataflow.connection._mongo import Document
 from dataflow.triggers._changestream.bridge import LoopBridge
@@ -287,7 +286,7 @@ def _cluster_time(event: Document) -> datetime | None:
 def _traceback(outcome: RunOutcome) -> str:
     if outcome.error is None:
         return outcome.status.value
-    return "".join(traceback.format_exception(outcome.error)).strip()
+    return error_text(outcome.error)
 
 
 def event_time(event: Document) -> datetime | None:

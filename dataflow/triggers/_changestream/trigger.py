@@ -8,7 +8,6 @@ the pump is told to stop, its calls into the loop are cancelled, a sync handler 
 
 from __future__ import annotations
 
-import inspect
 import json
 import threading
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from anyio.abc import TaskStatus
 
 from dataflow._core import offload
 from dataflow._core.errors import SettingsError
+from dataflow._core.handlers import is_async_handler
 from dataflow.connection._mongo import Document
 from dataflow.triggers._changestream.bridge import LoopBridge, set_when
 from dataflow.triggers._changestream.checkpoint import loads
@@ -48,7 +48,7 @@ class ChangeStreamTrigger(Trigger):
         super().__init__(name, handler)
         self.spec = spec
         self.policy = spec.policy
-        self.is_async = inspect.iscoroutinefunction(handler)
+        self.is_async = is_async_handler(handler)
         self.stats = StreamStats()
 
     def describe(self) -> str:

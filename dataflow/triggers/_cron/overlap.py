@@ -52,6 +52,7 @@ class OverlapGate:
             self._wake.set()
 
     def _start(self, request: RunRequest) -> None:
+        self.busy()  # drops finished handles: `allow` never asks, and would keep them all
         self.active.append(self.runner.spawn(request))
 
     async def _cancel_active(self) -> None:

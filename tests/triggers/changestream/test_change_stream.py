@@ -7,6 +7,7 @@ clock) with short `max_await_time`s, and every wait is bounded.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,6 +15,8 @@ import anyio
 import pytest
 
 from dataflow import Workflow, current_run, mongodb_change_stream
+from dataflow._core.handlers import call_sync
+from dataflow.runtime import _dispatcher
 from dataflow.state import StateStore
 from dataflow.triggers._changestream.checkpoint import loads
 from tests._change_stream_peer import (
@@ -35,6 +38,15 @@ FAST: dict[str, Any] = {"max_await_time": 0.05, "checkpoint_interval": 0.05}
 
 class Crash(BaseException):
     """Stands in for the process dying (kill -9) inside a handler: nothing after it runs."""
+
+
+def _dying(handler: Callable[..., Any], args: tuple[Any, ...]) -> BaseException | None:
+    """`call_sync` for a process that dies with its handler: a Crash is not recorded, it
+    goes up (a handler's own BaseException only fails its run)."""
+    error = call_sync(handler, args)
+    if isinstance(error, Crash):
+        raise error
+    return error
 
 
 def recorder(oplog: FakeOplog, *, crash_at: int | None = None, **options: Any) -> Any:
@@ -181,10 +193,13 @@ async def test_resumable_getmore_error_reopens_with_resume_after_the_last_token(
     assert change_streams(oplog.mongo) == [{}, {"resumeAfter": token(3)}]
 
 
-async def test_crash_then_restart_resumes_after_the_last_handled_event(tmp_path: Path) -> None:
+async def test_crash_then_restart_resumes_after_the_last_handled_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A handler dies mid-stream (event 37 of 120, batches of 50); a new runtime on the same
     state file resumes with `startAfter` = event 36's token. Counted end to end: every event
     seen, only the one in flight at the crash twice."""
+    monkeypatch.setattr(_dispatcher, "call_sync", _dying)  # nothing runs after the crash
     state = tmp_path / "state.db"
     with open_oplog() as oplog:
         flow = recorder(oplog, crash_at=37)

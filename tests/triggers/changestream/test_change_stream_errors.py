@@ -4,6 +4,7 @@ history (286) under both policies, a standalone server (40573), failing handlers
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -252,3 +253,72 @@ async def test_on_error_stop_stops_the_trigger_without_advancing(tmp_path: Path)
     assert isinstance(failure, TriggerFailed) and "on_error='stop'" in str(failure)
     assert "ValueError: cannot sync order 3" in str(failure)
     assert saved == token(2) and letters == []
+
+
+class Hostile(BaseException):
+    """Not an Exception: a handler raising it must still only fail its run."""
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize(
+    "error", [SystemExit(1), KeyboardInterrupt(), Hostile(), GeneratorExit()], ids=repr
+)
+async def test_a_handler_raising_a_base_exception_dead_letters_the_event(
+    tmp_path: Path, kind: str, error: BaseException
+) -> None:
+    """SystemExit and friends from a change-stream handler (inline in the pump thread, or on
+    the loop) follow the retries and the dead-letter policy: no poison pill that kills every
+    restart on the same event; the stream moves on."""
+    seen: list[int] = []
+
+    def handle(change_event: dict[str, Any]) -> None:
+        seen.append(change_event["documentKey"]["_id"])
+        if seen[-1] == 2:
+            raise error
+
+    async def handle_async(change_event: dict[str, Any]) -> None:
+        handle(change_event)
+
+    with open_oplog() as oplog:
+        stream = mongodb_change_stream(
+            oplog.mongo.url("shop"), "shop", "orders", name="sync", retries=1, **FAST
+        )
+        handler = stream(handle if kind == "sync" else handle_async)
+        flow = type("Shop", (Workflow,), {"workflow_name": "shop", "sync": staticmethod(handler)})
+        async with serving(flow(), tmp_path / "state.db") as runtime:
+            oplog.updates(3)
+            await wait_for(
+                lambda: seen[-1:] == [3] and trigger_of(runtime).stats.events_handled == 2
+            )
+            letters = runtime.state.dead_letters("shop")
+            runs = runtime.state.runs("shop", "sync")
+            saved = loads(saved_text(runtime.state, "resume_token:shop.orders"))
+    assert seen == [1, 2, 2, 3]
+    assert [r.status for r in reversed(runs)] == ["succeeded", "failed", "failed", "succeeded"]
+    [letter] = letters
+    assert type(error).__name__ in letter.error and saved == token(3)
+
+
+async def test_an_async_handler_behind_a_wraps_decorator_is_awaited(tmp_path: Path) -> None:
+    """The pump asks the same helper as the dispatcher: a wrapped async handler really runs."""
+    seen: list[int] = []
+
+    async def handle(change_event: dict[str, Any]) -> None:
+        seen.append(change_event["documentKey"]["_id"])
+
+    @functools.wraps(handle)
+    def wrapped(change_event: dict[str, Any]) -> Any:
+        return handle(change_event)
+
+    with open_oplog() as oplog:
+        stream = mongodb_change_stream(
+            oplog.mongo.url("shop"), "shop", "orders", name="sync", **FAST
+        )
+        flow = type(
+            "Shop", (Workflow,), {"workflow_name": "shop", "sync": staticmethod(stream(wrapped))}
+        )
+        async with serving(flow(), tmp_path / "state.db") as runtime:
+            oplog.updates(2)
+            await wait_for(lambda: trigger_of(runtime).stats.events_handled == 2)
+            runs = runtime.state.runs("shop", "sync")
+    assert seen == [1, 2] and {r.status for r in runs} == {"succeeded"}
