@@ -30,7 +30,11 @@ _EXIT_DRAIN_SECONDS = 1.0  # at exit, how long queued lines get to reach a slow 
 
 
 class LineWriter:
-    """A file-like object whose `write` queues and returns at once; a daemon thread writes."""
+    """A file-like object whose `write` queues and returns at once; a daemon thread writes.
+
+    An in-memory stream (no file descriptor: tests, `io.StringIO`) cannot stall; it is written
+    at once, in order, by the caller.
+    """
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
@@ -40,10 +44,15 @@ class LineWriter:
         self._lines: queue.Queue[str] = queue.Queue(_QUEUE_LINES)
         self._idle = threading.Event()
         self._idle.set()
-        self._thread = threading.Thread(target=self._serve, name="dataflow-log", daemon=True)
-        self._thread.start()
+        self._memory_lock = threading.Lock()
+        if self._fd is not None:
+            threading.Thread(target=self._serve, name="dataflow-log", daemon=True).start()
 
     def write(self, text: str) -> int:
+        if self._fd is None:
+            with self._memory_lock:
+                self.stream.write(text)
+            return len(text)
         self._idle.clear()
         try:
             self._lines.put_nowait(text)
@@ -74,10 +83,7 @@ class LineWriter:
                 self._idle.set()
 
     def _write(self, text: str) -> None:
-        if self._fd is None:  # an in-memory stream (tests): nothing can stall
-            self.stream.write(text)
-            self.stream.flush()
-            return
+        assert self._fd is not None
         # Straight to the file descriptor, not through the stream's buffer: a write blocked on
         # a stalled reader then holds no lock that the interpreter needs at exit. A lone
         # surrogate (from a handler's message) is escaped rather than crash the line.
