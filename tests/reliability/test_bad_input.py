@@ -272,6 +272,7 @@ class Shop(Workflow):
 
 
 def test_unreachable_sql_server(tmp_path: Path) -> None:
+    require_odbc_driver("PostgreSQL Unicode")  # the driver's own words are what is checked
     port = _closed_port()
     write_shop(tmp_path, _STARTUP_CONNECT.format(connection=_odbc("etl", port)))
     result = run_cli(tmp_path, "run", "shop")
