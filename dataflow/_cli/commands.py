@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
 
 from dataflow._cli.loader import load_workflow
 from dataflow._core.errors import SettingsError
-from dataflow._core.logs import configure_logging
+from dataflow._core.logs import configure_logging, drain_logs
 from dataflow._core.redact import redact_text
 from dataflow._core.settings import Settings
 from dataflow.triggers.workflow import Workflow
@@ -84,9 +86,29 @@ def run_command(args: argparse.Namespace) -> int:
     settings, workflow_class = load(args)
     configure_logging(settings.log_format, settings.log_level)
     workflow = workflow_class()
-    run = partial(run_workflow, workflow, settings=settings, reset_state=args.reset_state)
+    run = partial(
+        run_workflow,
+        workflow,
+        settings=settings,
+        reset_state=args.reset_state,
+        on_stop_overdue=partial(_exit_overdue, settings.state_file(workflow.workflow_name)),
+    )
     anyio.run(run, backend=settings.backend)
     return 0
+
+
+def _exit_overdue(state_file: Path) -> None:
+    """The stop did not finish in time: something holds a thread for ever (a state write on a
+    frozen disk, a driver that never returns). Say so and end the process without it; what
+    was not recorded is not lost silently: this line names it."""
+    print(
+        f"dataflow: error: the stop did not finish within the grace period: a state write to "
+        f"{state_file} or a connection did not return (frozen disk?); exiting without it",
+        file=sys.stderr,
+        flush=True,
+    )
+    drain_logs(0.2)
+    os._exit(1)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import inspect
 import signal
+import threading
+from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskStatus
@@ -32,6 +34,7 @@ from dataflow.state import RunRecord, StateStore
 from dataflow.triggers.base import Trigger, TriggerContext
 from dataflow.triggers.workflow import Workflow
 
+_OVERDUE = 1.5  # seconds a stop may take past its grace (the promise: grace + 2 s)
 log = get_logger("dataflow.runtime")
 _CLOSE_TIMEOUT = 5.0  # seconds each connection gets to close at stop
 
@@ -47,8 +50,12 @@ class Runtime:
         clock: Clock | None = None,
         state: StateStore | None = None,
         reset_state: bool = False,
+        on_stop_overdue: Callable[[], object] | None = None,
     ) -> None:
-        """`reset_state`: move aside a state file that holds nothing readable (`--reset-state`)."""
+        """`reset_state`: move aside a state file that holds nothing readable (`--reset-state`).
+        `on_stop_overdue`: called from a thread of its own when a stop has not finished
+        `_OVERDUE` seconds after the grace period (or after a second signal); the CLI ends the
+        process there, since a frozen disk or a hung driver can block a thread for ever."""
         self.workflow = workflow
         self.name = workflow.workflow_name
         self.settings = settings or Settings()
@@ -65,6 +72,14 @@ class Runtime:
         self.dispatcher.observers.append(self.metrics)
         self.metrics_server: MetricsServer | None = None
         self._ran = False
+        self._on_stop_overdue = on_stop_overdue
+
+    def _watch_stop(self, seconds: float) -> None:
+        # A timer thread, not a task: a write stuck on a frozen disk can hold the loop's shutdown.
+        if self._on_stop_overdue is not None:
+            timer = threading.Timer(seconds, self._on_stop_overdue)
+            timer.daemon = True
+            timer.start()
 
     @property
     def phase(self) -> str:
@@ -77,11 +92,13 @@ class Runtime:
         """First call: stop firing and let runs finish within the grace period."""
         if not self.stopping.is_set():
             log.info("stopping: no new fires", grace_period=self.settings.grace_period)
+            self._watch_stop(self.settings.grace_period + _OVERDUE)
         self.stopping.set()
 
     def cancel(self) -> None:
         """Cancel everything now: in-flight runs are flagged cancelled and abandoned."""
         log.warning("cancelling in-flight runs", runs=len(self.dispatcher.active))
+        self._watch_stop(_OVERDUE)
         self.stopping.set()
         for handle in list(self.dispatcher.active):
             handle.cancel()
@@ -264,9 +281,16 @@ async def run_workflow(
     clock: Clock | None = None,
     handle_signals: bool = True,
     reset_state: bool = False,
+    on_stop_overdue: Callable[[], object] | None = None,
 ) -> None:
     """Run `workflow` until SIGINT/SIGTERM. Raises StartupFailed or TriggerFailed on failure."""
-    runtime = Runtime(workflow, settings=settings, clock=clock, reset_state=reset_state)
+    runtime = Runtime(
+        workflow,
+        settings=settings,
+        clock=clock,
+        reset_state=reset_state,
+        on_stop_overdue=on_stop_overdue,
+    )
     try:
         await runtime.run(handle_signals=handle_signals)
     finally:

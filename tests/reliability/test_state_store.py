@@ -143,3 +143,54 @@ def test_state_file_past_the_file_size_limit(tmp_path: Path) -> None:
     one_line(result.stderr, state, "disk I/O error")
     assert integrity(state) == "ok"
     assert "succeeded" in restart_works(tmp_path, state, "ticker")
+
+
+FROZEN = """
+import threading
+
+from dataflow import Workflow, cronjob
+from dataflow.state import StateStore
+
+_record_run_end = StateStore.record_run_end
+_frozen = threading.Event()
+
+
+def _freezes(self, *args, **kwargs):
+    # After the first run a state write never returns: a disk that stopped answering (a frozen
+    # network volume). The thread holds the store's lock, as SQLite holds its file.
+    if _frozen.is_set():
+        with self._lock:
+            threading.Event().wait()
+    _frozen.set()
+    return _record_run_end(self, *args, **kwargs)
+
+
+StateStore.record_run_end = _freezes
+
+
+class Frozen(Workflow):
+    @cronjob("* * * * * *")
+    def tick(self):
+        print("ticked", flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("signals", [1, 2], ids=["SIGTERM", "SIGTERM-twice"])
+def test_a_state_write_that_never_returns_cannot_hold_the_stop(
+    tmp_path: Path, backend: str, signals: int
+) -> None:
+    """A state write hangs (frozen disk): SIGTERM, once or twice, still ends the process within
+    grace + 2 s, exit 1, one line saying the stop did not finish and naming the state file."""
+    write_workflow(tmp_path, "frozen", FROZEN)
+    grace = 0.5
+    args = ("run", "frozen", "--backend", backend, "--grace-period", str(grace))
+    with started(tmp_path, *args) as process:
+        process.wait_for("run finished")
+        process.wait_for("run started", count=2)  # the second run's end is the frozen write
+        result = process.stop(*[signal.SIGTERM] * signals)
+    assert result.code == 1 and result.seconds <= grace + 2.0, result
+    assert result.stderr.strip().splitlines()[-1] == (
+        "dataflow: error: the stop did not finish within the grace period: a state write to "
+        f"{tmp_path / 'state.db'} or a connection did not return (frozen disk?); exiting without it"
+    )
