@@ -136,3 +136,12 @@ def test_a_workflow_that_exits_while_importing_is_an_error(tmp_path: Path) -> No
         "dataflow: error: workflow 'workflows/quits.py' failed to import: "
         "the module called sys.exit(0) while being imported"
     )
+
+
+@pytest.mark.parametrize("after", ["9999-12-31T23:59:59", "0001-01-01T00:00:00"])
+def test_list_at_the_ends_of_time_shows_what_exists(tmp_path: Path, after: str) -> None:
+    """Near datetime's limits there are fewer (or no) fire times to show, not a traceback."""
+    write(tmp_path, "small", SMALL)
+    result = run_cli(tmp_path, "list", "small", "--after", after, "--json")
+    assert result.returncode == 0 and result.stderr == ""
+    assert "yearly" in result.stdout
