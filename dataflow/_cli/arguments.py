@@ -196,6 +196,7 @@ def _add_state_and_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+_MAX_SECONDS = 86_400  # a day: longer is a mistyped unit, not a grace period or a timeout
 _MAX_COUNT = 1_000_000  # --next, --limit, ids: more would only exhaust memory or the terminal
 
 
@@ -225,8 +226,10 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, not {text!r}")
+    if not (math.isfinite(value) and 0 <= value <= _MAX_SECONDS):
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds from 0 to {_MAX_SECONDS:,}, not {text!r}"
+        )
     return value
 
 

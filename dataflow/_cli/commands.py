@@ -64,16 +64,20 @@ def _signals_end_the_import() -> Iterator[None]:
     code (a long query at import, a big computation) would hold off Ctrl-C until it returned.
     Nothing is open yet that a stop would need to close. A signal ignored at start (nohup)
     stays ignored."""
-    wanted = (signal.SIGINT, signal.SIGTERM)
-    before = {signum: signal.getsignal(signum) for signum in wanted}
-    for signum, handler in before.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(signum, signal.SIG_DFL)
+    before = {
+        signum: handler
+        for signum in (signal.SIGINT, signal.SIGTERM)
+        # None: a handler set outside Python, left alone
+        if (handler := signal.getsignal(signum)) not in (signal.SIG_IGN, None)
+    }
+    for signum in before:
+        signal.signal(signum, signal.SIG_DFL)
     try:
         yield
     finally:
         for signum, handler in before.items():
-            signal.signal(signum, handler)
+            if signal.getsignal(signum) == signal.SIG_DFL:  # not one the workflow installed
+                signal.signal(signum, handler)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -56,8 +56,20 @@ def print_table(
 
 
 def print_json(value: Any, *, stream: TextIO | None = None) -> None:
-    text = json.dumps(value, indent=2, default=_json_default)
-    print(redact_text(text), file=stream or sys.stdout)
+    # Masked value by value: in the JSON text a secret may be escaped (`\u00e4`, `\"`), and
+    # masking the text could cut through its syntax.
+    text = json.dumps(_masked(value), indent=2, default=_json_default)
+    print(text, file=stream or sys.stdout)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    return value
 
 
 def _row_lines(row: Sequence[str]) -> list[list[str]]:

@@ -11,6 +11,7 @@ from firing, nor a stop from finishing. Lines that cannot be written are dropped
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import queue
@@ -42,10 +43,11 @@ class LineWriter:
         self._encoding = getattr(stream, "encoding", None) or "utf-8"
         self.dropped = 0  # lines lost to a full queue or a failing stream
         self._lines: queue.Queue[str] = queue.Queue(_QUEUE_LINES)
-        self._idle = threading.Event()
-        self._idle.set()
+        self._pending = 0  # lines queued and not yet written
+        self._count_lock = threading.Lock()
         self._memory_lock = threading.Lock()
         if self._fd is not None:
+            _line_buffered(stream)
             threading.Thread(target=self._serve, name="dataflow-log", daemon=True).start()
 
     def write(self, text: str) -> int:
@@ -53,12 +55,18 @@ class LineWriter:
             with self._memory_lock:
                 self.stream.write(text)
             return len(text)
-        self._idle.clear()
+        with self._count_lock:
+            self._pending += 1
         try:
             self._lines.put_nowait(text)
         except queue.Full:
-            self.dropped += 1
+            self._written(dropped=True)
         return len(text)
+
+    def _written(self, *, dropped: bool = False) -> None:
+        with self._count_lock:
+            self._pending -= 1
+            self.dropped += dropped
 
     def flush(self) -> None:
         """Lines are flushed by the writer thread; the caller never waits for the reader."""
@@ -66,7 +74,7 @@ class LineWriter:
     def drain(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for queued lines to be written; True if they were."""
         deadline = time.monotonic() + timeout
-        while not (self._lines.empty() and self._idle.is_set()):
+        while self._pending:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.005)
@@ -78,9 +86,9 @@ class LineWriter:
             try:
                 self._write(text)
             except (OSError, ValueError):  # a closed pipe (EPIPE), a closed file
-                self.dropped += 1
-            if self._lines.empty():
-                self._idle.set()
+                self._written(dropped=True)
+            else:
+                self._written()
 
     def _write(self, text: str) -> None:
         assert self._fd is not None
@@ -90,6 +98,15 @@ class LineWriter:
         data = text.encode(self._encoding, "backslashreplace")
         while data:
             data = data[os.write(self._fd, data) :]
+
+
+def _line_buffered(stream: TextIO) -> None:
+    """A handler's `print()` shares the file descriptor with the log: line buffering makes
+    its output reach it line by line, so the two never mix inside one line."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(OSError, ValueError):  # detached or closed: nothing to mix
+            reconfigure(line_buffering=True)
 
 
 def _fileno(stream: TextIO) -> int | None:
@@ -118,7 +135,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info if use_json else _keep_exc_info,
         _escape_values,
-        _masked(renderer),
+        renderer if use_json else _masked(renderer),
         _escape_line,  # the console renderer adds tracebacks itself: escape what it made
     ]
     writer = LineWriter(out)
@@ -144,8 +161,8 @@ def drain_logs(timeout: float = _EXIT_DRAIN_SECONDS) -> None:
 
 
 def _masked(renderer: Any) -> Any:
-    """The rendered line with every registered secret hidden: whatever a handler or a driver
-    put in a message, an exception or a traceback's source line."""
+    """The console line with every registered secret hidden: the console renderer formats a
+    traceback (its source lines may hold a URI with a password) itself, after the values."""
 
     def render(logger: Any, method: str, event: Any) -> str:
         return redact_text(renderer(logger, method, event))
@@ -173,8 +190,10 @@ def error_text(error: BaseException) -> str:
 
 
 def _escape(value: Any) -> Any:
+    """Every string value escaped and masked before rendering: after JSON rendering a secret
+    may no longer read as itself (`\u00e4`, `\"`), and masking there could break the JSON."""
     if isinstance(value, str):
-        return escape_surrogates(value)
+        return redact_text(escape_surrogates(value))
     if isinstance(value, dict):
         return {_escape(k): _escape(v) for k, v in value.items()}
     if type(value) in (list, tuple):

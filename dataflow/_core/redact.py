@@ -24,11 +24,12 @@ _SECRET_KEYS = frozenset({"pwd", "password"})
 _PAIR = re.compile(r"\s*([^=;]+?)\s*=\s*(\{(?:[^}]|\}\})*\}|[^;]*?)\s*(?:;|$)")
 _NEEDS_BRACES = re.compile(r"[;{}=\s]|^$")
 _BRACED = re.compile(r"\{(?:[^}]|\}\})*\}(?=\s*(?:;|$))")
-# In free text a value runs to the next `;` (or the end): more hidden rather than less. A
-# braced value runs to its closing brace (`}}` is an escaped brace), to the end if unclosed.
-_ODBC_SECRET = re.compile(r"(?i)\b(pwd|password)\s*=\s*(\{(?:[^}]|\}\})*\}?|[^;]*)")
+# In free text an unbraced value runs to the next `;`, space or quote; a braced one to its
+# closing brace (`}}` is an escaped brace), to the end if unclosed. A registered password is
+# hidden whole wherever it is; these shapes catch the ones never registered.
+_ODBC_SECRET = re.compile(r"(?i)(?<![a-z0-9])(pwd|password)\s*=\s*(\{(?:[^}]|\}\})*\}?|[^;\s'\"]*)")
 # `scheme://user:` then anything up to the LAST `@` of the word: a password may hold `@ / ? #`.
-_URL_SECRET = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*:/{0,2}[^\s/:@'\"]+:)[^\s'\"]*@")
+_URL_SECRET = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*:/{0,2}[^\s/:@'\"]*:)[^\s'\"]*@")
 _MIN_SECRET = 4  # shorter values would mask ordinary words all over the logs
 
 _secrets: set[str] = set()
@@ -48,7 +49,15 @@ def register_secret(secret: str | None) -> None:
         with _lock:
             _secrets.update(new)
             longest_first = sorted(_secrets, key=len, reverse=True)
-            _pattern = re.compile("|".join(re.escape(form) for form in longest_first))
+            _pattern = re.compile("|".join(_bounded(form) for form in longest_first))
+
+
+def _bounded(form: str) -> str:
+    """A secret as a whole word where it starts or ends with a word character: the password
+    `123456` must not eat into `1234567`, nor `postgres` into `postgresql://`."""
+    head = r"(?<!\w)" if re.match(r"\w", form[0]) else ""
+    tail = r"(?!\w)" if re.match(r"\w", form[-1]) else ""
+    return f"{head}{re.escape(form)}{tail}"
 
 
 def register_url(url: str | None) -> None:

@@ -75,7 +75,7 @@ def _check_range(
     name: str, value: float, low: float, high: float, unit: str = "a whole number"
 ) -> None:
     whole = unit == "a whole number"
-    fits = isinstance(value, int) if whole else isinstance(value, int | float)
+    fits = not isinstance(value, bool) and isinstance(value, int if whole else int | float)
     if not (fits and math.isfinite(value) and low <= value <= high):
         what = unit if whole else f"a number of {unit}"
         raise SettingsError(f"{name}={value!r} is not valid: use {what} from {low:g} to {high:g}")

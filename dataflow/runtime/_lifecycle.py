@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import signal
-import threading
 from collections.abc import Callable
 
 import anyio
@@ -30,11 +29,11 @@ from dataflow.runtime._lock import exclusive_lock
 from dataflow.runtime._loopwatch import watch_event_loop
 from dataflow.runtime._metrics import RunMetrics
 from dataflow.runtime._statefile import open_state, watch_state_file
+from dataflow.runtime._stopwatch import OVERDUE, StopWatch
 from dataflow.state import RunRecord, StateStore
 from dataflow.triggers.base import Trigger, TriggerContext
 from dataflow.triggers.workflow import Workflow
 
-_OVERDUE = 1.5  # seconds a stop may take past its grace (the promise: grace + 2 s)
 log = get_logger("dataflow.runtime")
 _CLOSE_TIMEOUT = 5.0  # seconds each connection gets to close at stop
 
@@ -54,7 +53,8 @@ class Runtime:
     ) -> None:
         """`reset_state`: move aside a state file that holds nothing readable (`--reset-state`).
         `on_stop_overdue`: called from a thread of its own when a stop has not finished
-        `_OVERDUE` seconds after the grace period (or after a second signal); the CLI ends the
+        `OVERDUE` seconds after the grace period (or after a second signal) and a state write
+        holds it (`_stopwatch.py`); the CLI ends the
         process there, since a frozen disk or a hung driver can block a thread for ever."""
         self.workflow = workflow
         self.name = workflow.workflow_name
@@ -72,14 +72,7 @@ class Runtime:
         self.dispatcher.observers.append(self.metrics)
         self.metrics_server: MetricsServer | None = None
         self._ran = False
-        self._on_stop_overdue = on_stop_overdue
-
-    def _watch_stop(self, seconds: float) -> None:
-        # A timer thread, not a task: a write stuck on a frozen disk can hold the loop's shutdown.
-        if self._on_stop_overdue is not None:
-            timer = threading.Timer(seconds, self._on_stop_overdue)
-            timer.daemon = True
-            timer.start()
+        self.stop_watch = StopWatch(self.state, on_stop_overdue)
 
     @property
     def phase(self) -> str:
@@ -92,13 +85,13 @@ class Runtime:
         """First call: stop firing and let runs finish within the grace period."""
         if not self.stopping.is_set():
             log.info("stopping: no new fires", grace_period=self.settings.grace_period)
-            self._watch_stop(self.settings.grace_period + _OVERDUE)
+            self.stop_watch.arm(self.settings.grace_period + OVERDUE)
         self.stopping.set()
 
     def cancel(self) -> None:
         """Cancel everything now: in-flight runs are flagged cancelled and abandoned."""
         log.warning("cancelling in-flight runs", runs=len(self.dispatcher.active))
-        self._watch_stop(_OVERDUE)
+        self.stop_watch.arm(OVERDUE)
         self.stopping.set()
         for handle in list(self.dispatcher.active):
             handle.cancel()
@@ -295,6 +288,7 @@ async def run_workflow(
         await runtime.run(handle_signals=handle_signals)
     finally:
         runtime.state.close()
+        runtime.stop_watch.closed = True
 
 
 publish("dataflow", Runtime, run_workflow)

@@ -103,6 +103,11 @@ class StateStore:
         with self._lock:
             self._db.close()
 
+    def busy(self) -> bool:
+        """A call is under way (it holds the store's lock): for a watchdog that tells a stop
+        held by a state write from one that is merely slow."""
+        return self._lock.locked()
+
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run one of this store's methods in a worker thread."""
         return await offload.run_sync(lambda: fn(*args, **kwargs))
