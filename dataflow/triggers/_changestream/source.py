@@ -19,6 +19,7 @@ from pymongo.errors import (
     ConnectionFailure,
     CursorNotFound,
     OperationFailure,
+    ProtocolError,
     PyMongoError,
 )
 from pymongo.synchronous.change_stream import ChangeStream, ClusterChangeStream
@@ -47,8 +48,9 @@ _CLOSE_TIMEOUT = 2.0  # seconds: killCursors on a dead connection must not hold 
 
 
 def is_interruption(exc: PyMongoError) -> bool:
-    """A network-level failure: reopening from the saved position may succeed."""
-    if isinstance(exc, ConnectionFailure | CursorNotFound) or exc.timeout:
+    """A network-level failure: reopening from the saved position may succeed. A reply the
+    driver cannot parse (ProtocolError) is one too: pymongo closed that connection."""
+    if isinstance(exc, ConnectionFailure | CursorNotFound | ProtocolError) or exc.timeout:
         return True
     return isinstance(exc, OperationFailure) and exc.has_error_label("ResumableChangeStreamError")
 

@@ -1,5 +1,6 @@
-"""Change events the world sends that this Python cannot hold: an undecodable event is
-dead-lettered as its exact bytes and the stream moves on."""
+"""Change events the world sends that this Python cannot hold, and replies the driver cannot
+parse: an undecodable event is dead-lettered as its exact bytes and the stream moves on; a
+malformed reply is an interruption, reopened from the saved position."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from tests._change_stream_peer import (
     token,
     wait_for,
 )
+from tests._mockupdb_peer import Command, Verbatim
+from tests._runtime import captured_logs
 
 pytestmark = pytest.mark.anyio
 FAST: dict[str, Any] = {
@@ -93,6 +96,34 @@ async def test_an_undecodable_event_is_dead_lettered_as_its_bytes_and_the_stream
     shown = json.loads(letter.payload)
     assert "InvalidBSON" in shown["undecodable"]
     assert shown["lenient"]["_id"] == token(2)  # readable: the lenient decode
+
+
+async def test_an_unparsable_reply_reopens_the_stream_from_the_saved_position(
+    tmp_path: Path,
+) -> None:
+    """A getMore reply with OP_MSG flag bits pymongo refuses (ProtocolError "Unsupported OP_MSG
+    flags") was a trigger failure, exit 1. Now it is an interruption: the stream reopens with
+    `startAfter` the last saved token, and the event that was in the lost reply comes again."""
+
+    def unparsable(command: Command) -> Any:
+        oplog.updates(1)  # event 4 arrives, in this reply, which pymongo cannot read
+        reply = oplog.get_more(command)
+        assert isinstance(reply, Verbatim) and reply.document["cursor"]["nextBatch"]
+        return Verbatim(reply.document, flags=1 << 4)  # a bit OP_MSG does not define
+
+    with open_oplog() as oplog:
+        flow = shop(oplog.mongo.url("shop"))
+        with captured_logs() as logs:
+            async with serving(flow, tmp_path / "state.db"):
+                oplog.updates(3)
+                await wait_for(lambda: flow.seen == [1, 2, 3])
+                oplog.mongo.script("getMore", unparsable)
+                await wait_for(lambda: len(oplog.mongo.commands("aggregate")) == 2)
+                oplog.updates(1)
+                await wait_for(lambda: flow.seen == [1, 2, 3, 4, 5])
+    assert change_streams(oplog.mongo) == [{}, {"startAfter": token(3)}]
+    warning = next(e for e in logs if e["event"].startswith("change stream interrupted"))
+    assert "ProtocolError" in warning["error"]
 
 
 def saved(store: StateStore) -> Any:
