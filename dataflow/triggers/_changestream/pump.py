@@ -8,9 +8,8 @@ One loop step: `try_next()` (a getMore that waits at most `max_await_time`), the
 - nothing: save the post-batch resume token every `checkpoint_interval`, so a quiet stream's
   position stays inside the oplog window;
 - an error: pymongo already resumed once on its own; a network error left over (or a reply it
-  could not parse) closes the stream,
-  and the next step reopens it from the saved token after a backoff; a lost history (286)
-  follows `on_history_lost`; anything else fails the trigger.
+  could not parse) closes the stream, and the next step reopens it from the saved token after a
+  backoff; a lost history (286) follows `on_history_lost`; anything else fails the trigger.
 `stop` (the runtime is stopping) is checked after every step, so an idle stream stops within
 `max_await_time` and an event whose handler started is finished first.
 """
