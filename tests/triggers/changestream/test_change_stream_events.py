@@ -36,8 +36,9 @@ KEY = "resume_token:shop.orders"
 YEAR_10000_MS = 253_402_300_800_000 + 86_400_000  # 10000-01-02T00:00:00Z in milliseconds
 
 
-def shop(source: object) -> Any:
+def shop(source: object, **options: Any) -> Any:
     """A workflow whose handler records the document id of each event, in order."""
+    options = FAST | options
 
     class Shop(Workflow):
         workflow_name = "shop"
@@ -45,7 +46,7 @@ def shop(source: object) -> Any:
         def __init__(self) -> None:
             self.seen: list[int] = []
 
-        @mongodb_change_stream(source, "shop", "orders", name="sync", **FAST)
+        @mongodb_change_stream(source, "shop", "orders", name="sync", **options)
         def sync(self, change_event: dict[str, Any]) -> None:
             self.seen.append(change_event["documentKey"]["_id"])
 
@@ -96,6 +97,23 @@ async def test_an_undecodable_event_is_dead_lettered_as_its_bytes_and_the_stream
     shown = json.loads(letter.payload)
     assert "InvalidBSON" in shown["undecodable"]
     assert shown["lenient"]["_id"] == token(2)  # readable: the lenient decode
+
+
+async def test_an_undecodable_event_is_dead_lettered_under_on_error_stop_too(
+    tmp_path: Path,
+) -> None:
+    """`on_error="stop"` is about failing handlers: stopping on an event no restart can decode
+    would stop the stream for good."""
+    with open_oplog() as oplog:
+        flow = shop(oplog.mongo.url("shop"), on_error="stop")
+        async with serving(flow, tmp_path / "state.db") as runtime:
+            oplog.updates(1)
+            sent = past_year_9999(oplog)
+            oplog.append_raw(sent)
+            oplog.updates(1)
+            await wait_for(lambda: flow.seen == [1, 3])
+            [letter] = runtime.state.dead_letters("shop")
+    assert letter.raw == sent
 
 
 async def test_an_unparsable_reply_reopens_the_stream_from_the_saved_position(
