@@ -5,6 +5,8 @@
 then runs the trigger's own code (source, pump, dispatcher, checkpoint) on the fake events.
 The stream behaves like pymongo's `ChangeStream` as the trigger uses it: `try_next()` returns
 the next event or None, `resume_token` is the last returned event's `_id`, `alive`, `close()`.
+Watched through `with_options(codec_options=<RawBSONDocument>)`, as the trigger watches, it
+hands out each event as its BSON bytes (encoded once, before the clock starts), as pymongo does.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import bson
 from bson import Timestamp
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 
 from dataflow.connection import MongoDB
 
@@ -49,6 +54,7 @@ class InMemoryChangeStream:
 
     def __init__(self, events: list[Event]) -> None:
         self._events = events
+        self._served: list[Any] = list(events)  # or the same events raw: `read_raw()`
         self._next = 0
         self.resume_token: dict[str, Any] | None = {"_data": "8265000000000000START"}
         self.alive = True
@@ -56,11 +62,14 @@ class InMemoryChangeStream:
         self.drained_at: float | None = None
         self.drained = threading.Event()
 
-    def try_next(self) -> Event | None:
+    def read_raw(self, codec: CodecOptions[RawBSONDocument]) -> None:
+        self._served = [RawBSONDocument(bson.encode(e), codec) for e in self._events]
+
+    def try_next(self) -> Any:
         if self.first_read is None:
             self.first_read = time.perf_counter()
-        if self._next < len(self._events):
-            event = self._events[self._next]
+        if self._next < len(self._served):
+            event = self._served[self._next]
             self._next += 1
             self.resume_token = event["_id"]
             return event
@@ -88,11 +97,18 @@ class InMemoryChangeStream:
 class _InMemoryClient:
     """Stands in for `MongoClient`, its databases and collections: `client[db][coll].watch()`."""
 
+    codec_options: CodecOptions[Event] = CodecOptions()
+
     def __init__(self, stream: InMemoryChangeStream) -> None:
         self.stream = stream
         self.watch_options: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> _InMemoryClient:
+        return self
+
+    def with_options(self, *, codec_options: CodecOptions[Any]) -> _InMemoryClient:
+        if codec_options.document_class is RawBSONDocument:
+            self.stream.read_raw(codec_options)
         return self
 
     def watch(self, **options: Any) -> InMemoryChangeStream:

@@ -26,9 +26,17 @@ from typing import Any
 
 import anyio
 from bson import Timestamp
+from bson.raw_bson import RawBSONDocument
 
 from dataflow import Runtime, Settings, Workflow
-from tests._mockupdb_peer import Command, MockMongo, command_error, cursor_reply, open_mock_mongo
+from tests._mockupdb_peer import (
+    Command,
+    MockMongo,
+    Verbatim,
+    command_error,
+    cursor_reply,
+    open_mock_mongo,
+)
 
 EPOCH = 1_770_000_000  # cluster time (seconds) of the first entry
 HISTORY_LOST_MESSAGE = (
@@ -55,7 +63,7 @@ class FakeOplog:
     def __init__(self, mongo: MockMongo, *, batch_size: int = 50) -> None:
         self.mongo = mongo
         self.batch_size = batch_size
-        self.entries: list[dict[str, Any]] = []
+        self.entries: list[Mapping[str, Any]] = []  # dicts, or RawBSONDocuments
         self.floor = 0  # positions below this have left the oplog
         self._cursors: dict[int, _Cursor] = {}
         self._ids = itertools.count(1001)
@@ -70,20 +78,34 @@ class FakeOplog:
     ) -> dict[str, str]:
         """Add one change event; return its resume token."""
         with self._changed:
-            n = len(self.entries) + 1
-            entry: dict[str, Any] = {
-                "_id": token(n),
-                "operationType": operation,
-                "clusterTime": Timestamp(EPOCH + n, 1),
-                "wallTime": datetime.fromtimestamp(EPOCH + n, UTC).replace(tzinfo=None),
-            }
-            if operation != "invalidate":
-                entry["ns"] = {"db": "shop", "coll": "orders"}
-                entry["documentKey"] = {"_id": n if doc_id is None else doc_id}
-            entry |= fields
+            entry = self.next_event(operation, doc_id, **fields)
             self.entries.append(entry)
             self._changed.notify_all()
-            return token(n)
+            return token(len(self.entries))
+
+    def next_event(
+        self, operation: str = "update", doc_id: Any = None, **fields: Any
+    ) -> dict[str, Any]:
+        """The event `append` would add next (to encode by hand for `append_raw`)."""
+        n = len(self.entries) + 1
+        entry: dict[str, Any] = {
+            "_id": token(n),
+            "operationType": operation,
+            "clusterTime": Timestamp(EPOCH + n, 1),
+            "wallTime": datetime.fromtimestamp(EPOCH + n, UTC).replace(tzinfo=None),
+        }
+        if operation != "invalidate":
+            entry["ns"] = {"db": "shop", "coll": "orders"}
+            entry["documentKey"] = {"_id": n if doc_id is None else doc_id}
+        return entry | fields
+
+    def append_raw(self, event: bytes) -> dict[str, str]:
+        """Add one change event given as its BSON bytes, sent as they are (they may hold
+        values no decoder accepts); return its resume token."""
+        with self._changed:
+            self.entries.append(RawBSONDocument(event))
+            self._changed.notify_all()
+            return token(len(self.entries))
 
     def updates(self, count: int) -> list[dict[str, str]]:
         return [self.append("update") for _ in range(count)]
@@ -133,16 +155,17 @@ class FakeOplog:
                     break
             batch, ended = self._read(cursor)
         cursor_id = 0 if ended else command["getMore"]
-        return cursor_reply(
+        reply = cursor_reply(
             cursor.namespace,
             batch,
             cursor_id=cursor_id,
             first=False,
             postBatchResumeToken=token(cursor.position),
         )
+        return Verbatim(reply)  # entries may be raw events no decoder accepts
 
-    def _read(self, cursor: _Cursor) -> tuple[list[dict[str, Any]], bool]:
-        batch: list[dict[str, Any]] = []
+    def _read(self, cursor: _Cursor) -> tuple[list[Mapping[str, Any]], bool]:
+        batch: list[Mapping[str, Any]] = []
         while cursor.position < len(self.entries) and len(batch) < self.batch_size:
             entry = self.entries[cursor.position]
             cursor.position += 1

@@ -15,8 +15,9 @@ by the first that applies:
    `mongo.answer(request, {...})` (or mockupdb's own `request.ok(...)`, `request.hangup()`).
 
 A reply is a document (`ok: 1` is added unless present), a callable taking the command document
-and returning a reply, `HANGUP` (close the connection) or `NO_REPLY` (never answer: the client
-times out).
+and returning a reply, `HANGUP` (close the connection), `NO_REPLY` (never answer: the client
+times out) or `Verbatim(document, flags=...)`: an OP_MSG reply sent as it is, which may hold
+`RawBSONDocument`s whose bytes no decoder accepts, and flag bits a client must refuse.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode
 
 import bson
-from mockupdb import OP_MSG_FLAGS, MockupDB
+from mockupdb import OP_MSG_FLAGS, MockupDB, OpMsg, OpMsgReply
 
 Command = dict[str, Any]
 
@@ -47,7 +49,19 @@ class _Action:
 
 HANGUP: Final = _Action("HANGUP")
 NO_REPLY: Final = _Action("NO_REPLY")
-Reply = Mapping[str, Any] | _Action | Callable[[Command], "Mapping[str, Any] | _Action"]
+
+
+@dataclass(frozen=True)
+class Verbatim:
+    """An OP_MSG reply sent without mockupdb's logging, which decodes every reply (and fails on
+    a RawBSONDocument holding, say, a datetime past year 9999); `flags` are its flag bits."""
+
+    document: Mapping[str, Any]
+    flags: int = 0
+
+
+Answer = Mapping[str, Any] | _Action | Verbatim
+Reply = Answer | Callable[[Command], Answer]
 
 _OP_MSG = 2013
 HANDSHAKE: Final = frozenset({"hello", "ismaster", "isMaster"})
@@ -247,9 +261,13 @@ def _stop(server: MockupDB) -> None:
 
 
 def _send(request: Any, command: Command, reply: Reply) -> None:
-    if not isinstance(reply, Mapping | _Action):
+    if not isinstance(reply, Mapping | _Action | Verbatim):
         reply = reply(command)
-    if reply is HANGUP:
+    if isinstance(reply, Verbatim):
+        assert isinstance(request, OpMsg), f"a Verbatim reply answers OP_MSG only: {request!r}"
+        message = OpMsgReply({"ok": 1} | dict(reply.document), flags=reply.flags)
+        request._client.sendall(message.reply_bytes(request))
+    elif reply is HANGUP:
         request.hangup()
     elif reply is not NO_REPLY:
         assert isinstance(reply, Mapping), f"not a reply: {reply!r}"

@@ -211,6 +211,10 @@ class ChangeStreamStopped(DataflowError):
     """The trigger stopped on purpose: a lost history, or a failed event with on_error="stop"."""
 
 
+class ChangeEventUndecodable(DataflowError):
+    """A dead letter's change event cannot be decoded with the stream's codec options."""
+
+
 class Interrupted(Exception):
     """A statement was not started because its operation had been cancelled or timed out.
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import pymongo
+from bson.codec_options import CodecOptions
 from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -29,11 +30,7 @@ from pymongo.errors import (
 )
 from pymongo.results import UpdateResult
 
-from dataflow._core.errors import (
-    DataflowConnectionError,
-    UpsertManyResult,
-    one_line,
-)
+from dataflow._core.errors import DataflowConnectionError, UpsertManyResult, one_line
 from dataflow._core.exports import publish
 from dataflow._core.redact import redact_text, redact_url, register_secret, register_url
 from dataflow.connection._base import Connection
@@ -117,6 +114,14 @@ class MongoDB(Connection):
         if client is not None:
             with pymongo.timeout(_CLOSE_TIMEOUT):
                 client.close()
+
+    def codec_options(self) -> CodecOptions[Document]:
+        """How this connection decodes documents (URL and keyword options), even unconnected."""
+        with self._translated("read its options"):
+            probe = self._client or self._new_client(connect=False)  # never connects
+        if probe is not self._client:
+            probe.close()
+        return probe.codec_options
 
     def ping(self, *, timeout: float | None = None) -> None:
         database = self.database
@@ -245,11 +250,11 @@ class MongoDB(Connection):
             reason = self._redacted(_reason(exc))
             raise DataflowConnectionError(f"MongoDB {self.target}: {action}: {reason}") from exc
 
-    def _new_client(self) -> MongoClient[Document]:
+    def _new_client(self, **more: Any) -> MongoClient[Document]:
         # pymongo lets these keywords override the URL's credentials, as the caller meant them to.
         given = {"username": self._username, "password": self._password}
         options: dict[str, Any] = {name: value for name, value in given.items() if value}
-        options |= self._options
+        options |= self._options | more
         if self._url is not None:
             return MongoClient(self._url, **options)
         return MongoClient(host=self._hostname, port=self._port, **options)

@@ -9,19 +9,20 @@ workflow.
 
 from __future__ import annotations
 
-import json
 import signal
+from functools import partial
 from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 
+from dataflow._core import offload
 from dataflow._core.errors import StartupFailed, WorkflowNotFound
 from dataflow._core.run import RunStatus
 from dataflow.runtime._groups import first_error
 from dataflow.runtime._lifecycle import Runtime
 from dataflow.state import DeadLetter
-from dataflow.triggers.base import RunHandle, Trigger
+from dataflow.triggers.base import RunHandle, RunRequest, Trigger
 from dataflow.triggers.workflow import Workflow
 
 
@@ -31,7 +32,13 @@ async def run_trigger_once(
     """Run startup handlers (unless `startup=False`), then `trigger_name`'s handler once."""
     triggers = runtime.workflow.triggers()
     target = find_trigger(runtime.workflow, triggers, trigger_name)
-    request = target.manual_request(payload)
+    return await _run_request(runtime, triggers, target.manual_request(payload), startup)
+
+
+async def _run_request(
+    runtime: Runtime, triggers: list[Trigger], request: RunRequest, startup: bool
+) -> RunHandle:
+    target = next(t for t in triggers if t.name == request.trigger)
     handle = RunHandle(request)
     with first_error(StartupFailed), anyio.CancelScope() as scope:
         async with anyio.create_task_group() as tg:
@@ -45,14 +52,14 @@ async def run_trigger_once(
 
 
 async def retry_dead_letter(runtime: Runtime, letter_id: int, *, startup: bool = True) -> RunHandle:
-    """INTEGRATION POINT (change streams): re-run a dead letter's payload through its trigger.
-
-    The payload is the JSON the dead letter stored; the outcome is written back to the letter.
-    """
+    """Re-run a dead letter's event through its trigger, the event as it was delivered (the
+    trigger decodes the letter: see `Trigger.retry_request`); the outcome is written back."""
     letter = await runtime.state.call(find_dead_letter, runtime, letter_id)
-    handle = await run_trigger_once(
-        runtime, letter.trigger, payload=json.loads(letter.payload), startup=startup
-    )
+    triggers = runtime.workflow.triggers()
+    target = find_trigger(runtime.workflow, triggers, letter.trigger)
+    retry = partial(target.retry_request, letter.payload, letter.raw, letter.id)
+    request = await offload.run_sync(retry)  # may read a connection's options: no loop stall
+    handle = await _run_request(runtime, triggers, request, startup)
     status = handle.outcome.status.value if handle.outcome else RunStatus.CANCELLED.value
     await runtime.state.call(runtime.state.mark_dead_letter_retried, letter.id, status)
     return handle

@@ -26,6 +26,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS dead_letters_by_workflow ON dead_letters (workflow, id);
     CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 2: a dead letter keeps its change event's exact BSON, which a retry decodes again (the
+    # JSON payload stays, to read, and for letters written before, which have no BSON).
+    """
+    ALTER TABLE dead_letters ADD COLUMN raw BLOB;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -52,6 +57,7 @@ COLUMNS = {
         "created_at",
         "retried_at",
         "retry_status",
+        "raw",
     },
     "store_meta": {"key", "value"},
 }

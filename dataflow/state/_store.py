@@ -45,6 +45,7 @@ class DeadLetter:
     created_at: datetime
     retried_at: datetime | None
     retry_status: str | None
+    raw: bytes | None = None  # the change event's BSON (schema 2); a retry decodes it again
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -54,7 +55,7 @@ def _dt(value: str | None) -> datetime | None:
 _RUN_COLUMNS = (
     "run_id, workflow, trigger, scheduled_at, started_at, ended_at, status, attempt, error"
 )
-_LETTER_COLUMNS = "id, workflow, trigger, payload, error, created_at, retried_at, retry_status"
+_LETTER_COLUMNS = "id, workflow, trigger, payload, error, created_at, retried_at, retry_status, raw"
 
 
 class StateStore:
@@ -211,12 +212,15 @@ class StateStore:
         return [_run_record(row) for row in rows]
 
     # -- dead letters ---------------------------------------------------------------------
-    def add_dead_letter(self, workflow: str, trigger: str, payload: str, error: str) -> int:
+    def add_dead_letter(
+        self, workflow: str, trigger: str, payload: str, error: str, raw: bytes | None = None
+    ) -> int:
+        """`payload` is for reading (JSON); `raw`, if given, is what a retry passes on."""
         with self._cursor() as cur:
             cur.execute(
-                "INSERT INTO dead_letters (workflow, trigger, payload, error, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (workflow, trigger, payload, error, iso(datetime.now(UTC), utc=True)),
+                "INSERT INTO dead_letters (workflow, trigger, payload, error, created_at, raw)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (workflow, trigger, payload, error, iso(datetime.now(UTC), utc=True), raw),
             )
             return int(cur.lastrowid or 0)
 
@@ -255,9 +259,10 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
 
 
 def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
-    id_, workflow, trigger, payload, error, created, retried, retry_status = row
+    id_, workflow, trigger, payload, error, created, retried, retry_status, raw = row
     created_at = _dt(created)
     assert created_at is not None
+    raw = None if raw is None else bytes(raw)
     return DeadLetter(
-        id_, workflow, trigger, payload, error, created_at, _dt(retried), retry_status
+        id_, workflow, trigger, payload, error, created_at, _dt(retried), retry_status, raw
     )

@@ -7,6 +7,7 @@ Decorators attach a frozen `TriggerSpec` to the handler function and return it u
 from __future__ import annotations
 
 import inspect
+import json
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -167,6 +168,11 @@ class Trigger(ABC):
         return RunRequest(
             trigger=self.name, handler=self.handler, policy=self.run_policy, payload=payload
         )
+
+    def retry_request(self, payload: str, raw: bytes | None, letter: int) -> RunRequest:
+        """The run that retries dead letter `letter`: its JSON `payload` (and the exact BSON
+        `raw`, which only a change stream's letters hold) through `manual_request` here."""
+        return self.manual_request(json.loads(payload))
 
     def description(self, now: datetime, count: int) -> Description:
         """What `list` shows: the source, options, and the next `count` fires after `now`."""

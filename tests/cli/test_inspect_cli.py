@@ -598,6 +598,43 @@ def test_trigger_and_retry_hand_a_stream_handler_a_bson_event(
     assert json.loads((tmp_path / "seen.json").read_text()) == {"id": "ObjectId", "sku": "B2"}
 
 
+def test_an_undecodable_letter_is_shown_marked_and_its_retry_says_why_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], unused_tcp_port: int
+) -> None:
+    """A letter holding an event no strict decoder accepts, as the trigger writes it: `--json`
+    shows it marked `undecodable`, with a lenient decode; `--retry` fails in one line naming the
+    decode error (exit 1), without connecting."""
+    import bson
+    from bson.datetime_ms import DatetimeMS
+
+    from dataflow.triggers._changestream.events import undecodable_text
+
+    path = _feed(tmp_path, unused_tcp_port)
+    event = {"_id": TOKEN, "operationType": "insert", "fullDocument": {"due": DatetimeMS(2**48)}}
+    raw = bson.encode(event)
+    with pytest.raises(bson.errors.InvalidBSON) as caught:
+        bson.decode(raw)
+    store = StateStore(tmp_path / "state.db")
+    try:
+        store.add_dead_letter("feed", "orders", undecodable_text(raw, caught.value), "x", raw)
+    finally:
+        store.close()
+    state = ["--state", str(tmp_path / "state.db")]
+    code = main(["dead-letters", str(path), *state, "--json"])
+    [letter] = json.loads(capsys.readouterr().out)
+    shown = json.loads(letter["payload"])
+    assert code == 0 and "InvalidBSON: year 10889 is out of range" in shown["undecodable"]
+    due = {"$date": {"$numberLong": str(2**48)}}
+    assert shown["lenient"]["fullDocument"] == {"due": due}
+    code = main(["dead-letters", str(path), *state, "--retry", "1", "--no-startup"])
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert code == 1
+    assert last.startswith(
+        "dataflow: error: dead letter 1 holds a change event this stream cannot decode "
+        "(InvalidBSON: year 10889 is out of range"
+    )
+
+
 def test_check_tries_each_stream_source(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

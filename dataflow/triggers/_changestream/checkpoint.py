@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import bson
 from bson import json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS
+from bson.raw_bson import RawBSONDocument
 
 from dataflow._core.clock import Clock
 from dataflow.state import StateStore
@@ -52,6 +54,8 @@ class Checkpoint:
 
     def save(self, token: Token | None) -> None:
         """Save `token` unless it is already the saved one (or there is none to save)."""
+        if isinstance(token, RawBSONDocument):  # a raw stream's: compared as a plain dict
+            token = bson.decode(token.raw)
         if token is None or token == self.token:
             return
         self.store.set_state(self.workflow, self.trigger, self.key, dumps(token))

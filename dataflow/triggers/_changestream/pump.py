@@ -1,14 +1,15 @@
 """The change-stream pump: reads one stream in a worker thread and hands on each event in order.
 
 One loop step: `try_next()` (a getMore that waits at most `max_await_time`), then one of
-- an event: run the handler (sync: inline in this thread; async: on the loop), then save the
-  stream's resume token; a handler that keeps failing sends the event to the dead-letter table
-  (or, with `on_error="stop"`, stops the trigger with its position not advanced);
+- an event (read raw, see `events`): decode it and run the handler (sync: inline in this thread;
+  async: on the loop), then save the stream's resume token; a handler that keeps failing sends
+  the event to the dead-letter table (or, with `on_error="stop"`, stops the trigger with its
+  position not advanced); an event that cannot be decoded is dead-lettered as its bytes;
 - nothing: save the post-batch resume token every `checkpoint_interval`, so a quiet stream's
   position stays inside the oplog window;
-- an error: pymongo already resumed once on its own; a network error left over closes the stream,
-  and the next step reopens it from the saved token after a backoff; a lost history (286)
-  follows `on_history_lost`; anything else fails the trigger.
+- an error: pymongo already resumed once on its own; a network error left over (or a reply it
+  could not parse) closes the stream, and the next step reopens it from the saved token after a
+  backoff; a lost history (286) follows `on_history_lost`; anything else fails the trigger.
 `stop` (the runtime is stopping) is checked after every step, so an idle stream stops within
 `max_await_time` and an event whose handler started is finished first.
 """
@@ -18,10 +19,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Protocol
 
-from bson import Timestamp
+from bson.raw_bson import RawBSONDocument
 from pymongo.errors import PyMongoError
 from pymongo.synchronous.change_stream import ChangeStream
 from structlog.contextvars import bound_contextvars
@@ -32,6 +32,7 @@ from dataflow._core.run import RunStatus
 from dataflow.connection._mongo import Document
 from dataflow.triggers._changestream.bridge import LoopBridge
 from dataflow.triggers._changestream.checkpoint import Checkpoint, Token, dumps
+from dataflow.triggers._changestream.events import cluster_time, payload_text, undecodable_text
 from dataflow.triggers._changestream.policy import ChangeStreamPolicy, StreamOptions
 from dataflow.triggers._changestream.source import (
     HISTORY_LOST,
@@ -74,7 +75,7 @@ class Pump:
         self.hard = threading.Event()  # the runtime cancelled us: this thread is abandoned
         self.idle = threading.Event()  # no thread is in start() or run()
         self.idle.set()
-        self.stream: ChangeStream[Document] | None = None
+        self.stream: ChangeStream[RawBSONDocument] | None = None
         self.start_at = self.policy.start_at  # used until a position is saved
         self.delay = 0.0  # seconds to wait before the next (re)open
 
@@ -130,17 +131,25 @@ class Pump:
         elif self.checkpoint.due(self.policy.checkpoint_interval):
             self._save(self.stream.resume_token)
 
-    def _on_event(self, event: Document) -> None:
-        if event.get("operationType") == "invalidate" and not self._asked_for_invalidate():
-            self._on_invalidated(event["_id"])  # the trigger's business, not the handler's
+    def _on_event(self, raw: RawBSONDocument) -> None:
+        if raw.get("operationType") == "invalidate" and not self._asked_for_invalidate():
+            self._on_invalidated(raw["_id"])  # the trigger's business, not the handler's
+            return
+        try:
+            event = self.source.decode(raw)
+        except Exception as exc:  # not a value this Python can hold: kept as its bytes
+            self._dead_letter(
+                raw, undecodable_text(bytes(raw.raw), exc), one_line(exc, with_type=True)
+            )
+            self._acknowledge(raw, handled=False)
             return
         outcome = self._handle(event)
         if outcome.status is RunStatus.CANCELLED:
             self.stop.set()  # not saved: the event is delivered again after the restart
             return
         if outcome.status is not RunStatus.SUCCEEDED:
-            self._on_failed(event, outcome)
-        self._acknowledge(event, handled=outcome.status is RunStatus.SUCCEEDED)
+            self._on_failed(raw, event, outcome)
+        self._acknowledge(raw, handled=outcome.status is RunStatus.SUCCEEDED)
 
     def _handle(self, event: Document) -> RunOutcome:
         request = self.trigger.request_for(event)
@@ -149,31 +158,34 @@ class Pump:
         outcome = self.bridge.call(lambda: self.ctx.runner.execute(request))
         return outcome or RunOutcome(RunStatus.CANCELLED)
 
-    def _on_failed(self, event: Document, outcome: RunOutcome) -> None:
+    def _on_failed(self, raw: RawBSONDocument, event: Document, outcome: RunOutcome) -> None:
         error = one_line(outcome.error, with_type=True) if outcome.error else outcome.status.value
         if self.policy.on_error == "stop":
             raise ChangeStreamStopped(
                 f"handler failed on a change event (on_error='stop'): {error}; the saved position "
                 "stays before it, so it is delivered again after a restart"
             )
-        letter = self.ctx.state.add_dead_letter(
-            self.ctx.workflow, self.trigger.name, dumps(event), _traceback(outcome)
-        )
+        self._dead_letter(raw, payload_text(event), _traceback(outcome), error)
+
+    def _dead_letter(self, raw: RawBSONDocument, shown: str, why: str, error: str = "") -> None:
+        """Keep the event as its bytes (a retry decodes them again) and as text to read."""
+        name, raw_bytes = self.trigger.name, bytes(raw.raw)
+        letter = self.ctx.state.add_dead_letter(self.ctx.workflow, name, shown, why, raw_bytes)
         self.trigger.stats.dead_letters += 1
         log.error(
             "change event dead-lettered",
             dead_letter=letter,
-            error=error,
-            event_id=dumps(event.get("_id")),
+            error=error or why,
+            event_id=dumps(raw.get("_id")),
         )
 
-    def _acknowledge(self, event: Document, *, handled: bool) -> None:
+    def _acknowledge(self, raw: RawBSONDocument, *, handled: bool) -> None:
         assert self.stream is not None
         self._save(self.stream.resume_token)  # the event's token, or the batch's past it
         stats = self.trigger.stats
         if handled:
             stats.events_handled += 1
-        stats.last_cluster_time = _cluster_time(event) or stats.last_cluster_time
+        stats.last_cluster_time = cluster_time(raw) or stats.last_cluster_time
 
     def _save(self, token: Token | None) -> None:
         self.checkpoint.save(token)
@@ -278,20 +290,7 @@ class Pump:
             self.idle.set()
 
 
-def _cluster_time(event: Document) -> datetime | None:
-    value = event.get("clusterTime")
-    return value.as_datetime() if isinstance(value, Timestamp) else None
-
-
 def _traceback(outcome: RunOutcome) -> str:
     if outcome.error is None:
         return outcome.status.value
     return error_text(outcome.error)
-
-
-def event_time(event: Document) -> datetime | None:
-    """When the change happened: `wallTime` (ms precision), else the cluster time (seconds)."""
-    wall = event.get("wallTime")
-    if isinstance(wall, datetime):
-        return wall if wall.tzinfo else wall.replace(tzinfo=UTC)
-    return _cluster_time(event)

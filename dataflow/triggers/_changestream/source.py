@@ -12,25 +12,45 @@ from typing import Any
 
 import pymongo
 from bson import Timestamp
-from pymongo.errors import ConnectionFailure, CursorNotFound, OperationFailure, PyMongoError
-from pymongo.synchronous.change_stream import ChangeStream
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
+from pymongo import MongoClient
+from pymongo.errors import (
+    ConnectionFailure,
+    CursorNotFound,
+    OperationFailure,
+    ProtocolError,
+    PyMongoError,
+)
+from pymongo.synchronous.change_stream import ChangeStream, ClusterChangeStream
 
 from dataflow._core.errors import ChangeStreamUnavailable, one_line
 from dataflow._core.settings import require_env
 from dataflow.connection._mongo import Document, MongoDB
 from dataflow.connection._mongo_async import MongoDBAsync
 from dataflow.triggers._changestream.checkpoint import Token
+from dataflow.triggers._changestream.events import decode, raw_options
 from dataflow.triggers._changestream.policy import EXPANDED_TYPES, StreamOptions, describe_source
 
 HISTORY_LOST = 286  # ChangeStreamHistoryLost: the resume point has left the oplog
 NO_REPLICA_SET = 40573  # "$changeStream is only supported on replica sets"
 _CONNECT_TIMEOUT = 10.0  # seconds: an unreachable server fails the start within this
+# ChangeStream's positional arguments that `watch_options` may leave out.
+_CHANGE_STREAM_ARGUMENTS = (
+    "resume_after",
+    "batch_size",
+    "collation",
+    "start_at_operation_time",
+    "session",
+    "start_after",
+)
 _CLOSE_TIMEOUT = 2.0  # seconds: killCursors on a dead connection must not hold up a stop
 
 
 def is_interruption(exc: PyMongoError) -> bool:
-    """A network-level failure: reopening from the saved position may succeed."""
-    if isinstance(exc, ConnectionFailure | CursorNotFound) or exc.timeout:
+    """A network-level failure: reopening from the saved position may succeed. A reply the
+    driver cannot parse (ProtocolError) is one too: pymongo closed that connection."""
+    if isinstance(exc, ConnectionFailure | CursorNotFound | ProtocolError) or exc.timeout:
         return True
     return isinstance(exc, OperationFailure) and exc.has_error_label("ResumableChangeStreamError")
 
@@ -46,23 +66,39 @@ class StreamSource:
         self.spec = spec
         self.connection: MongoDB | None = None
         self._owned = False
+        self._codec: CodecOptions[Any] | None = None  # the watch target's, set by open()
 
     def connect(self) -> None:
+        self.connection = self._resolve()
+        self.connection.connect(timeout=_CONNECT_TIMEOUT)
+
+    def _resolve(self) -> MongoDB:
         source = self.spec.source
         if isinstance(source, MongoDBAsync):
             source = source.sync
         if isinstance(source, MongoDB):
-            self.connection = source
-            source.connect(timeout=_CONNECT_TIMEOUT)
-            return
+            return source
         assert isinstance(source, str)
         url = source if "://" in source else require_env(source)
-        self.connection = MongoDB(url, database=self.spec.database or "admin")
         self._owned = True
-        self.connection.connect(timeout=_CONNECT_TIMEOUT)
+        return MongoDB(url, database=self.spec.database or "admin")
 
-    def open(self, start_after: Token | None, start_at: datetime | None) -> ChangeStream[Document]:
-        """Start watching after `start_after`, else at `start_at`, else from now."""
+    def codec_options(self) -> CodecOptions[Any]:
+        """How events are decoded for the handler: the watch target's codec options (the
+        connection's URL and keyword options), known without connecting."""
+        if self._codec is not None:
+            return self._codec
+        connection = self.connection or self._resolve()
+        return connection.codec_options()
+
+    def decode(self, raw: RawBSONDocument) -> Document:
+        return decode(bytes(raw.raw), self.codec_options())
+
+    def open(
+        self, start_after: Token | None, start_at: datetime | None
+    ) -> ChangeStream[RawBSONDocument]:
+        """Start watching after `start_after`, else at `start_at`, else from now; the events
+        come raw (see `events`)."""
         assert self.connection is not None, "connect() first"
         client = self.connection.client
         target: Any = client
@@ -70,10 +106,9 @@ class StreamSource:
             target = client[self.spec.database]
             if self.spec.collection is not None:
                 target = target[self.spec.collection]
+        self._codec = target.codec_options
         try:
-            stream: ChangeStream[Document] = target.watch(
-                **self.watch_options(start_after, start_at)
-            )
+            stream = _watch_raw(target, self.watch_options(start_after, start_at))
         except OperationFailure as exc:
             if exc.code == NO_REPLICA_SET:
                 raise self._unavailable(exc) from exc
@@ -109,7 +144,7 @@ class StreamSource:
         wanted = list(dict.fromkeys([*types, "invalidate"]))
         return [{"$match": {"operationType": {"$in": wanted}}}, *stages]
 
-    def close(self, stream: ChangeStream[Document] | None) -> None:
+    def close(self, stream: ChangeStream[RawBSONDocument] | None) -> None:
         if stream is not None:
             try:
                 with pymongo.timeout(_CLOSE_TIMEOUT):
@@ -132,3 +167,19 @@ class StreamSource:
             f"or sharded cluster (error {NO_REPLICA_SET}: {reason}). Run mongod with "
             "--replSet (a one-node replica set is enough) and connect with ?replicaSet=..."
         )
+
+
+def _watch_raw(target: Any, options: dict[str, Any]) -> ChangeStream[RawBSONDocument]:
+    """`target.watch(**options)`, the events raw. A client has no `with_options`: its stream is
+    opened as `MongoClient.watch` opens it, on the admin database (here a raw one)."""
+    raw = raw_options(target.codec_options)
+    if not isinstance(target, MongoClient):
+        watched: ChangeStream[RawBSONDocument] = target.with_options(codec_options=raw).watch(
+            **options
+        )
+        return watched
+    admin = target.get_database("admin", codec_options=raw)
+    unset = dict.fromkeys(_CHANGE_STREAM_ARGUMENTS)
+    stream = ClusterChangeStream(admin, **(unset | options))
+    stream._initialize_cursor()
+    return stream

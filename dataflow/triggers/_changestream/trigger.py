@@ -24,8 +24,9 @@ from dataflow._core.handlers import is_async_handler
 from dataflow.connection._mongo import Document
 from dataflow.triggers._changestream.bridge import LoopBridge, set_when
 from dataflow.triggers._changestream.checkpoint import loads
+from dataflow.triggers._changestream.events import decode_letter, event_time
 from dataflow.triggers._changestream.policy import StreamOptions, describe_source, describe_stream
-from dataflow.triggers._changestream.pump import Pump, event_time
+from dataflow.triggers._changestream.pump import Pump
 from dataflow.triggers._changestream.source import StreamSource
 from dataflow.triggers.base import (
     Description,
@@ -96,6 +97,14 @@ class ChangeStreamTrigger(Trigger):
         except (ValueError, TypeError, bson.errors.BSONError) as exc:
             raise SettingsError(f"--payload is not valid Extended JSON: {exc}") from None
         return self.request_for(event)
+
+    def retry_request(self, payload: str, raw: bytes | None, letter: int) -> RunRequest:
+        """The event exactly as it was delivered, decoded again from its BSON; a letter from
+        before dead letters kept it (schema 1) has only its Extended JSON."""
+        if raw is None:
+            return super().retry_request(payload, raw, letter)
+        codec = StreamSource(self.spec).codec_options()
+        return self.request_for(decode_letter(raw, codec, letter))
 
     async def serve(
         self, ctx: TriggerContext, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
