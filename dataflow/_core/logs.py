@@ -53,7 +53,10 @@ class LineWriter:
     def write(self, text: str) -> int:
         if self._fd is None:
             with self._memory_lock:
-                self.stream.write(text)
+                try:
+                    self.stream.write(text)
+                except (OSError, ValueError):  # closed: a log line must never stop a run
+                    self.dropped += 1
             return len(text)
         with self._count_lock:
             self._pending += 1

@@ -167,3 +167,19 @@ def test_async_handlers_are_recognised_through_wrappers() -> None:
     assert is_async_handler(functools.partial(sync_wrapper(handler)))
     assert is_async_handler(AsyncCall()) and not is_async_handler(AsyncCall)
     assert not is_async_handler(plain) and not is_async_handler(sync_wrapper(plain))
+
+
+def test_a_closed_log_stream_costs_lines_not_the_caller() -> None:
+    """Logging into a stream someone closed drops (and counts) the line instead of raising
+    into the run or the runtime that logged it."""
+    from dataflow._core.logs import dropped_log_lines
+
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+    try:
+        out.close()
+        before = dropped_log_lines()
+        get_logger().info("nobody reads this")
+        assert dropped_log_lines() == before + 1
+    finally:
+        structlog.reset_defaults()
