@@ -25,12 +25,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from dataflow._core.exports import publish
 from dataflow._core.redact import redact_text
+
+_SQLSTATE = re.compile(r"[0-9A-Z]{5}")
 
 
 class DataflowError(Exception):
@@ -225,13 +228,17 @@ class Interrupted(Exception):
 def one_line(err: BaseException, *, with_type: bool = False) -> str:
     """A driver error's own message on one line, without pymongo's topology dump.
 
-    pyodbc puts the message second in `args`; pymongo keeps the server's in `details`.
+    pyodbc puts the message beside the SQLSTATE in `args`; pymongo keeps the server's in
+    `details`.
     """
     details = getattr(err, "details", None)
     if isinstance(details, Mapping) and details.get("errmsg"):
         text = str(details["errmsg"])
-    elif len(err.args) > 1 and isinstance(err.args[1], str):
-        text = err.args[1]
+    elif len(err.args) > 1 and isinstance(err.args[0], str) and isinstance(err.args[1], str):
+        # The driver's errors are (SQLSTATE, message); pyodbc's own (a wrong parameter count)
+        # are (message, SQLSTATE): the message is whichever is not the code.
+        first, second = err.args[0], err.args[1]
+        text = first if _SQLSTATE.fullmatch(second) and not _SQLSTATE.fullmatch(first) else second
     else:
         text = str(err).split(", Timeout: ")[0]
     text = " ".join(text.split())

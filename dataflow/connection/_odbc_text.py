@@ -16,9 +16,12 @@ _DEADLOCK_VICTIM = "(1205)"  # SQL Server's native error, should a driver drop S
 
 
 def sqlstate_of(err: BaseException) -> str:
-    """The SQLSTATE pyodbc puts first in an error's args ('' when there is none)."""
-    first = err.args[0] if err.args else None
-    return first if isinstance(first, str) and len(first) == 5 else ""
+    """The SQLSTATE in a pyodbc error's args: first for the driver's errors, second for
+    pyodbc's own (a wrong parameter count); '' when there is none."""
+    for arg in err.args[:2]:
+        if isinstance(arg, str) and len(arg) == 5 and arg.isalnum() and arg.upper() == arg:
+            return arg
+    return ""
 
 
 def classify(err: BaseException) -> ErrorKind:

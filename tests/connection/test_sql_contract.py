@@ -238,3 +238,17 @@ def test_sql_error_is_one_clear_line(peer: Peer) -> None:
     assert "\n" not in message
     assert caught.value.code in message
     assert isinstance(caught.value.__cause__, peer.driver_error)
+
+
+def test_a_sql_error_keeps_the_drivers_own_words(peer: Peer) -> None:
+    """A wrong parameter count: the error says what the driver said (pyodbc's own errors put
+    the message first and the SQLSTATE second), not just a code."""
+    with pytest.raises(DataflowSQLError) as caught:
+        peer.conn.fetch("SELECT 1 AS one", (5,))
+    message = str(caught.value)
+    cause = caught.value.__cause__
+    assert isinstance(cause, peer.driver_error)
+    driver_words = {"postgresql": "parameter markers", "sqlite": "parameter markers"}
+    assert driver_words.get(peer.name, "bindings") in message
+    if peer.name != "sqlite3":
+        assert caught.value.code == "HY000" and "[HY000]" in message
