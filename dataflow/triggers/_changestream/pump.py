@@ -91,15 +91,18 @@ class Pump:
             try:
                 self.source.connect()
                 self.checkpoint.load()
+                saved = self.checkpoint.token is not None  # _open saves a first position
                 self._open()
             except BaseException:
                 self._close()
                 raise
-            log.info(
-                "change stream open",
+            # No saved position: a new stream, or a renamed workflow / lost state file (say so).
+            start = "saved position" if saved else (self.start_at or "now")
+            (log.info if saved else log.warning)(
+                "change stream open" if saved else "change stream open with no saved position",
                 namespace=self.namespace,
                 source=self.source.describe(),
-                resumed=self.checkpoint.token is not None,
+                starting_from=str(start),
             )
             if self.hard.is_set():  # cancelled while opening: nobody will call run()
                 self._close()

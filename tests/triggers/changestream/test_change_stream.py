@@ -255,3 +255,26 @@ async def test_idle_stream_saves_the_post_batch_token_periodically(tmp_path: Pat
             oplog.updates(40)
             await wait_for(lambda: saved_token(state) == token(40))
     assert flow.seen == []
+
+
+async def test_a_stream_without_a_saved_position_says_where_it_starts(tmp_path: Path) -> None:
+    """No saved position looks the same for a new stream and for a renamed workflow or a lost
+    state file: the first start warns (starting from now), a restart with a position does not."""
+    state = tmp_path / "state.db"
+    with open_oplog() as oplog:
+        flow = recorder(oplog)
+        with captured_logs() as first:
+            async with serving(flow, state):
+                oplog.updates(1)
+                await wait_for(lambda: flow.seen == [1])
+        with captured_logs() as second:
+            async with serving(recorder(oplog), state):
+                pass
+    opened = [e for e in first if e["event"].startswith("change stream open")]
+    assert [(e["event"], e["log_level"], e["starting_from"]) for e in opened] == [
+        ("change stream open with no saved position", "warning", "now")
+    ]
+    reopened = [e for e in second if e["event"].startswith("change stream open")]
+    assert [(e["event"], e["starting_from"]) for e in reopened] == [
+        ("change stream open", "saved position")
+    ]
