@@ -153,7 +153,7 @@ def history_command(args: argparse.Namespace) -> int:
         )
     finally:
         store.close()
-    show_history(runs, as_json=args.json)
+    show_history(runs, as_json=args.json, now=datetime.now(UTC))
     return 0
 
 

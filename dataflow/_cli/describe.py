@@ -133,9 +133,17 @@ def run_duration(run: RunRecord) -> float | None:
     return None if run.ended_at is None else (run.ended_at - run.started_at).total_seconds()
 
 
-def run_json(run: RunRecord) -> dict[str, Any]:
+def run_elapsed(run: RunRecord, now: datetime) -> float | None:
+    """Seconds a run still `running` has been going (None for a finished one)."""
+    if run.ended_at is not None or run.status != "running":
+        return None
+    return max((now - run.started_at).total_seconds(), 0.0)
+
+
+def run_json(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
     return {
         **dataclasses.asdict(run),
         "duration": run_duration(run),
+        "elapsed": None if now is None else run_elapsed(run, now),
         "error_summary": error_summary(run.error) or None,
     }

@@ -12,6 +12,7 @@ from dataflow._cli.describe import (
     error_summary,
     last_fire,
     run_duration,
+    run_elapsed,
     run_json,
 )
 from dataflow._cli.tables import (
@@ -79,22 +80,24 @@ def _state_lines(state: Sequence[StateEntry], now: datetime) -> list[str]:
     return lines
 
 
-def show_history(runs: Sequence[RunRecord], *, as_json: bool) -> None:
+def show_history(runs: Sequence[RunRecord], *, as_json: bool, now: datetime | None = None) -> None:
+    """`now`: a running run shows how long it has been going (`12.5s so far`)."""
     if as_json:
-        print_json([run_json(run) for run in runs])
+        print_json([run_json(run, now) for run in runs])
         return
     headers = ("RUN", "TRIGGER", "SCHEDULED (UTC)", "STARTED (UTC)", "DURATION", "STATUS", "ERROR")
-    print_table(headers, [_run_row(run) for run in runs], empty="no runs recorded")
+    print_table(headers, [_run_row(run, now) for run in runs], empty="no runs recorded")
 
 
-def _run_row(run: RunRecord) -> list[str]:
+def _run_row(run: RunRecord, now: datetime | None) -> list[str]:
     status = run.status if run.attempt == 1 else f"{run.status} (attempt {run.attempt})"
+    elapsed = None if now is None else run_elapsed(run, now)
     return [
         run.run_id[:8],
         run.trigger,
         utc_time(run.scheduled_at),
         utc_time(run.started_at),
-        duration(run_duration(run)),
+        duration(run_duration(run)) if elapsed is None else f"{duration(elapsed)} so far",
         status,
         error_summary(run.error) or "-",
     ]

@@ -656,3 +656,22 @@ def test_check_tries_each_stream_source(
         "returns.source: $FEED_MONGO_URL: SettingsError: missing setting FEED_MONGO_URL: "
         "set the environment variable FEED_MONGO_URL"
     )
+
+
+def test_history_shows_how_long_a_running_run_has_been_going(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run still `running` (its process is alive, or died) shows its elapsed time so far."""
+    store = StateStore(shop / "state.db")
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    try:
+        store.record_run_start("f" * 32, "shop", "sync", None, started)
+    finally:
+        store.close()
+    code, out = cli(shop, "history", "--trigger", "sync", "--limit", "1", capsys=capsys)
+    assert code == 0
+    row = out.splitlines()[1]
+    assert row.split()[0] == "f" * 8 and "so far" in row and "running" in row
+    [found] = cli_json(shop, "history", "--trigger", "sync", "--limit", "1", capsys=capsys)
+    assert found["status"] == "running" and found["duration"] is None
+    assert 299 <= found["elapsed"] < 3600
