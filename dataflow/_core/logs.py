@@ -143,12 +143,35 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     ]
     writer = LineWriter(out)
     _writers.append(writer)
+    _route_stdlib_logging(_LEVELS.get(level, logging.ERROR))
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.ERROR)),
         logger_factory=structlog.WriteLoggerFactory(writer),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
+
+
+class _ToStructlog(logging.Handler):
+    """stdlib `logging` (a handler's `logging.getLogger(...)`, pymongo, urllib3) through the same
+    pipeline: same format, same level, and the run's context (workflow, trigger, run_id), which
+    contextvars carry to the thread that logs."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad %-format in someone's call: keep the raw text
+            message = str(record.msg)
+        structlog.get_logger(record.name).log(
+            record.levelno, message, logger=record.name, exc_info=record.exc_info or None
+        )
+
+
+def _route_stdlib_logging(level: int) -> None:
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not isinstance(h, _ToStructlog)]
+    root.addHandler(_ToStructlog())
+    root.setLevel(level)
 
 
 def dropped_log_lines() -> int:

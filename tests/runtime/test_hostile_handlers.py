@@ -183,3 +183,28 @@ def test_a_closed_log_stream_costs_lines_not_the_caller() -> None:
         assert dropped_log_lines() == before + 1
     finally:
         structlog.reset_defaults()
+
+
+def test_stdlib_logging_goes_through_the_same_pipeline_with_the_run_context() -> None:
+    """`logging.getLogger(...)` in a handler or a library: same format, the configured level,
+    and the run's workflow, trigger and run id on the line."""
+    import logging
+
+    from structlog.contextvars import bound_contextvars
+
+    out = io.StringIO()
+    configure_logging("json", "info", stream=out)
+    try:
+        with bound_contextvars(workflow="w", trigger="t", run_id="r1"):
+            logging.getLogger("etl").warning("rows %d skipped", 3)
+            logging.getLogger("etl").debug("below the level")
+    finally:
+        structlog.reset_defaults()
+    [line] = [json.loads(text) for text in out.getvalue().splitlines()]
+    assert line["event"] == "rows 3 skipped" and line["logger"] == "etl"
+    assert (line["level"], line["workflow"], line["trigger"], line["run_id"]) == (
+        "warning",
+        "w",
+        "t",
+        "r1",
+    )
