@@ -247,8 +247,13 @@ async def test_clock_step_forward_coalesces_and_backward_is_logged(tmp_path: Pat
     with captured_logs() as logs:
         wf = workflow(job, "*/10 * * * *")
         async with running(wf, tmp_path, clock=clock, autojump=False):
+            # Each step lands while the trigger sleeps for its next fire: a step that lands
+            # while it is still busy with the previous fire timed out a wait here on trio under
+            # load (seen in CI runs; cause not found yet, see the session note).
+            await until(lambda: clock.next_deadline() is not None)
             clock.set(START + timedelta(minutes=10))
             await until(lambda: len(fired) >= 1)  # 09:10
+            await until(lambda: clock.next_deadline() is not None)
             clock.set(START + timedelta(hours=1, minutes=5))  # a forward step: 09:20..10:00 missed
             await until(lambda: len(fired) >= 2)
             clock.set(START + timedelta(minutes=15))  # a backward step to 09:15
