@@ -247,7 +247,7 @@ class MongoDB(Connection):
         except (ConnectionFailure, ConfigurationError, OperationFailure) as exc:
             if isinstance(exc, OperationFailure) and not _is_connection_level(exc):
                 raise
-            reason = self._redacted(_reason(exc))
+            reason = redact_text(_reason(exc))
             raise DataflowConnectionError(f"MongoDB {self.target}: {action}: {reason}") from exc
 
     def _new_client(self, **more: Any) -> MongoClient[Document]:
@@ -265,9 +265,6 @@ class MongoDB(Connection):
             return _without_options(redact_url(self._url))
         user = f"{self._username}:***@" if self._username else ""
         return f"mongodb://{user}{self._hostname}:{self._port}/{self.database_name}"
-
-    def _redacted(self, text: str) -> str:
-        return redact_text(text)
 
 
 def _without_options(url: str) -> str:
