@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 from dataflow._core import offload
 from dataflow._core.clock import iso
 from dataflow._core.errors import StateFileRefused, StateStoreError
+from dataflow.state import _names
 from dataflow.state._file import check_before_open, record_identity, still_there
 from dataflow.state._migrate import bring_forward, readable_version
 
@@ -147,6 +148,20 @@ class StateStore:
                 (workflow,),
             ).fetchall()
         return [(t, k, v, datetime.fromisoformat(u)) for t, k, v, u in rows]
+
+    # -- the workflow's name (see _names.py) ---------------------------------------------
+    def unclaimed_rows(self, previous: str) -> bool:
+        """Rows saved under `previous` that no workflow of that name has claimed."""
+        with self._cursor() as cur:
+            return _names.has_rows(cur, previous) and not _names.is_claimed(cur, previous)
+
+    def rename_workflow(self, previous: str, name: str) -> int | None:
+        with self._cursor() as cur:
+            return _names.rename_rows(cur, previous, name)
+
+    def claim_workflow(self, name: str) -> None:
+        with self._cursor() as cur:
+            _names.claim(cur, name)
 
     # -- runs -----------------------------------------------------------------------------
     def record_run_start(
