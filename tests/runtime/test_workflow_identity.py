@@ -8,6 +8,7 @@ import json
 import sqlite3
 import sys
 import textwrap
+import types
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -166,3 +167,168 @@ async def test_positions_survive_the_upgrade_and_a_class_rename_and_are_used(
     # the catch-up ran once (the last fire was used both times), after the old release's run
     assert [r.run_id for r in history][-1] == "old-run" and len(history) == 2
     assert not (project / ".dataflow" / "ordersfeed.db").exists()
+
+
+def open_state(workflow_class: type[Workflow], **settings: Any) -> StateStore:
+    return open_workflow_state(workflow_class, Settings(**settings))
+
+
+def test_old_file_moves_with_companions_and_its_rows_are_renamed_in_one_go(
+    project: Path,
+) -> None:
+    """Every row keyed `feed` is keyed `shop` after, the file and its -wal, -shm and lock are
+    gone from the old name, and one info line says what moved where."""
+    old = project / ".dataflow" / "feed.db"
+    old_release_state(old, "feed")
+    for companion in ("-wal", "-shm", ".lock"):
+        old.with_name(old.name + companion).touch()
+    feed = load(project, "shop", CRON.format(name="Feed", extra=""))
+    with captured_logs() as logs:
+        store = open_state(feed)
+    store.close()
+    new = project / ".dataflow" / "shop.db"
+    assert store.path.resolve() == new and sorted(p.name for p in new.parent.iterdir()) == [
+        "shop.db",
+        "shop.db.lock",  # the new name's lock, held while moving
+    ]
+    assert rows_by_name(new) == {
+        "trigger_state": {"shop"},
+        "runs": {"shop"},
+        "dead_letters": {"shop"},
+    }
+    assert [(e["event"], e["log_level"], e["rows"]) for e in logs] == [
+        ("state carried over to the workflow's new name", "info", 4)
+    ]
+
+
+def test_both_files_present_warns_and_merges_nothing(project: Path) -> None:
+    old, new = project / ".dataflow" / "feed.db", project / ".dataflow" / "shop.db"
+    old_release_state(old, "feed")
+    old_release_state(new, "shop")
+    before = rows_by_name(old)
+    feed = load(project, "shop", CRON.format(name="Feed", extra=""))
+    with captured_logs() as logs:
+        open_state(feed).close()
+    assert [(e["log_level"], e["state"], e["previous_state"]) for e in logs] == [
+        ("warning", ".dataflow/shop.db", ".dataflow/feed.db")
+    ]
+    assert rows_by_name(old) == before and rows_by_name(new)["runs"] == {"shop"}
+
+
+def test_explicit_workflow_name_wins_over_file_and_class(project: Path) -> None:
+    """Set in the class body, it names the state file whatever the file or class is called, and
+    nothing is carried over (earlier releases used that name too)."""
+    old_release_state(project / ".dataflow" / "feed.db", "feed")
+    pinned = CRON.format(name="Feed", extra='\n    workflow_name = "orders"\n')
+    for file in ("shop", "renamed_file"):
+        feed = load(project, file, pinned)
+        assert feed.workflow_name == previous_workflow_name(feed) == "orders"
+        assert state_file_of(feed, Settings()) == Path(".dataflow/orders.db")
+    assert (project / ".dataflow" / "feed.db").exists()
+
+
+def test_a_subclass_does_not_inherit_the_name_and_a_bad_name_is_refused(project: Path) -> None:
+    base = load(project, "shop", CRON.format(name="Feed", extra='\n    workflow_name = "o"\n'))
+    child: type[Workflow] = type("Child", (base,), {"__module__": "workflows.child"})
+    assert child.workflow_name == "child"
+    with pytest.raises(WorkflowError, match=r"workflow_name = 'a/b' is not a usable name"):
+        type("Bad", (Workflow,), {"workflow_name": "a/b"})
+
+
+def test_module_style_is_named_after_its_file_also_as_a_script(project: Path) -> None:
+    nightly = load(
+        project,
+        "nightly",
+        "from dataflow import cronjob\n\n@cronjob('@daily')\ndef job():\n    pass\n",
+    )
+    assert nightly.workflow_name == previous_workflow_name(nightly) == "nightly"
+    script = types.ModuleType("__main__")
+    script.__file__ = str(project / "workflows" / "nightly.py")
+    exec("from dataflow import cronjob\n\n@cronjob('@daily')\ndef job():\n    pass\n", vars(script))
+    run_directly = implicit_workflow(script)
+    assert run_directly is not None
+    assert (run_directly.workflow_name, previous_workflow_name(run_directly)) == (
+        "nightly",
+        "__main__",
+    )
+
+
+def test_several_unnamed_workflows_in_one_file_fail_at_load_naming_the_fix(project: Path) -> None:
+    two = CRON.format(name="First", extra="") + CRON.format(name="Second", extra="")
+    with pytest.raises(
+        WorkflowError, match=r"set workflow_name in each .*First: 'first', Second: 'second'"
+    ):
+        load_workflow("two:First", _write(project, "two", two))
+    named = CRON.format(name="First", extra="") + CRON.format(
+        name="Second", extra='\n    workflow_name = "second"\n'
+    )
+    assert load_workflow("two:First", _write(project, "two", named)).workflow_name == "two"
+
+
+def _write(project: Path, file: str, source: str) -> Path:
+    (project / "workflows" / f"{file}.py").write_text(textwrap.dedent(source))
+    sys.modules.pop(f"workflows.{file}", None)
+    return project / "workflows"
+
+
+def test_old_file_held_by_a_running_process_is_not_moved(project: Path) -> None:
+    """An earlier release still runs on `.dataflow/feed.db`: refused in one line naming the file
+    and the fix, and nothing moved or created."""
+    old = project / ".dataflow" / "feed.db"
+    old_release_state(old, "feed")
+    feed = load(project, "shop", CRON.format(name="Feed", extra=""))
+    with exclusive_lock(old), pytest.raises(StateStoreError) as refused:
+        open_state(feed)
+    assert str(refused.value) == (
+        "another dataflow process is running with state file .dataflow/feed.db: stop it, then "
+        "start again: its state moves to .dataflow/shop.db (the workflow's name 'shop')"
+    )
+    assert old.exists() and not (project / ".dataflow" / "shop.db").exists()
+
+
+def test_a_file_another_workflow_claimed_is_not_taken(project: Path) -> None:
+    """`workflows/feed.py` now owns `.dataflow/feed.db`; a class `Feed` in `workflows/shop.py`
+    (whose earlier name was `feed`) must not move it, nor take its rows in a shared file."""
+    feed_file = load(project, "feed", CRON.format(name="Anything", extra=""))
+    open_state(feed_file).close()  # claims `feed` in .dataflow/feed.db
+    shop = load(project, "shop", CRON.format(name="Feed", extra=""))
+    open_state(shop).close()
+    assert (project / ".dataflow" / "feed.db").exists()
+    shared = project / "shared.db"
+    old_release_state(shared, "feed")
+    open_state(feed_file, state_path=shared).close()
+    open_state(shop, state_path=shared).close()
+    assert rows_by_name(shared)["runs"] == {"feed"}
+
+
+def test_rows_in_a_file_set_by_state_path_are_renamed_in_place(project: Path) -> None:
+    shared = project / "shared.db"
+    old_release_state(shared, "feed")
+    feed = load(project, "shop", CRON.format(name="Feed", extra=""))
+    with captured_logs() as logs:
+        open_state(feed, state_path=shared).close()
+    assert rows_by_name(shared)["trigger_state"] == {"shop"}
+    assert [(e["moved_from"], e["moved_to"], e["rows"]) for e in logs] == [
+        (str(shared), str(shared), 4)
+    ]
+
+
+def test_every_read_command_uses_the_carried_over_state(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`history` (the first command after the upgrade) carries it over; `list`, `dead-letters`
+    and `check` then read the same file under the new name."""
+    old_release_state(project / ".dataflow" / "feed.db", "feed")
+    (project / "workflows" / "shop.py").write_text(
+        textwrap.dedent(CRON.format(name="Feed", extra=""))
+    )
+    assert main(["history", "shop", "--json"]) == 0
+    assert [run["workflow"] for run in json.loads(capsys.readouterr().out)] == ["shop"]
+    assert main(["list", "shop", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [s["value"] for t in listed["triggers"] for s in t["state"]] == [OLD_FIRE]
+    assert main(["dead-letters", "shop", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 1
+    main(["check", "shop", "--json"])
+    states = [c for c in json.loads(capsys.readouterr().out) if c["kind"] == "state"]
+    assert [c["detail"].split(":")[0] for c in states] == [".dataflow/shop.db"]
