@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from dataflow._cli.backfill_options import add_backfill_options
 from dataflow._version import __version__
 
 EXIT_USAGE = 2
@@ -34,7 +35,8 @@ def build_parser(prog: str = "python -m dataflow") -> argparse.ArgumentParser:
         prog=prog,
         description="Run ETL workflows: startup, cron and change-stream triggers on AnyIO.",
         epilog=f"`{prog} NAME` is short for `{prog} run NAME`. "
-        "Exit codes: 0 clean stop or success, 1 a handler, trigger or check failed, 2 bad input.",
+        "Exit codes: 0 clean stop or success, 1 a handler, trigger or check failed, 2 bad input, "
+        "130 interrupted (a backfill stopped by a signal).",
     )
     parser.add_argument("--version", action="version", version=f"dataflow {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -91,7 +93,9 @@ def _add_list(commands: Any) -> None:
 
 
 def _add_trigger(commands: Any) -> None:
-    fire = commands.add_parser("trigger", help="run one trigger's handler once, now")
+    fire = commands.add_parser(
+        "trigger", help="run one trigger's handler once, now; or once per past fire (--from/--to)"
+    )
     fire.add_argument("workflow", metavar="NAME", help="the workflow (as for `run`)")
     fire.add_argument("trigger", metavar="TRIGGER", help="the trigger's name (see `list`)")
     fire.add_argument(
@@ -102,6 +106,7 @@ def _add_trigger(commands: Any) -> None:
         "current_run().payload",
     )
     _add_one_run_options(fire)
+    add_backfill_options(fire)
     fire.set_defaults(handler=_lazy("trigger_command"))
 
 
