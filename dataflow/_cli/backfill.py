@@ -172,24 +172,26 @@ def summary_line(trigger: str, backfill: Backfill, end: datetime) -> str:
     """What happened, in one line; when fires are left, the options to resume with."""
     failed = backfill.failed_fires
     counts = (
-        f"{len(backfill.done)} of {len(backfill.fires)} fires done ({len(failed)} failed), "
-        f"{len(backfill.left)} left"
+        f"{len(backfill.done):,} of {len(backfill.fires):,} fires done ({len(failed):,} failed), "
+        f"{len(backfill.left):,} left"
     )
     resume = resume_from(backfill)
     if resume is not None:
-        why = "interrupted" if backfill.interrupted else f"stopped at the failed {resume}"
+        why = "interrupted"
+        if not backfill.interrupted:
+            why = f"stopped at its failed run of {resume.isoformat()}"
         return f"backfill of {trigger} {why}: {counts}; resume with {_resume(resume, end)}"
     if not failed:
-        return f"backfill of {trigger}: {len(backfill.fires)} fires run, all succeeded"
+        return f"backfill of {trigger}: {len(backfill.fires):,} fires run, all succeeded"
     shown = ", ".join(fire.isoformat() for fire in failed[:_FAILED_SHOWN])
-    more = f" and {len(failed) - _FAILED_SHOWN} more" if len(failed) > _FAILED_SHOWN else ""
+    more = f" and {len(failed) - _FAILED_SHOWN:,} more" if len(failed) > _FAILED_SHOWN else ""
     ran = len(backfill.fires)
-    return f"backfill of {trigger}: {ran} fires run, {len(failed)} failed: {shown}{more}"
+    return f"backfill of {trigger}: {ran:,} fires run, {len(failed):,} failed: {shown}{more}"
 
 
 def resume_from(backfill: Backfill) -> datetime | None:
-    """Where to start again: the first fire not run after a signal; after a failed run that
-    stopped the backfill (--stop-on-failure), that fire, to run it again once fixed."""
+    """Where to start again: after a signal, the first fire not run to the end; after a failed
+    run stopped the backfill (--stop-on-failure), that fire, to run it again once fixed."""
     if backfill.interrupted:
         return backfill.left[0]
     if backfill.stopped_at_failure and backfill.left:
