@@ -35,8 +35,7 @@ def build_parser(prog: str = "python -m dataflow") -> argparse.ArgumentParser:
         prog=prog,
         description="Run ETL workflows: startup, cron and change-stream triggers on AnyIO.",
         epilog=f"`{prog} NAME` is short for `{prog} run NAME`. "
-        "Exit codes: 0 clean stop or success, 1 a handler, trigger or check failed, 2 bad input, "
-        "130 interrupted (a backfill stopped by a signal).",
+        "Exit codes: 0 clean stop or success, 1 a handler, trigger or check failed, 2 bad input.",
     )
     parser.add_argument("--version", action="version", version=f"dataflow {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -93,9 +92,7 @@ def _add_list(commands: Any) -> None:
 
 
 def _add_trigger(commands: Any) -> None:
-    fire = commands.add_parser(
-        "trigger", help="run one trigger's handler once, now; or once per past fire (--from/--to)"
-    )
+    fire = commands.add_parser("trigger", help="run one trigger's handler once, now")
     fire.add_argument("workflow", metavar="NAME", help="the workflow (as for `run`)")
     fire.add_argument("trigger", metavar="TRIGGER", help="the trigger's name (see `list`)")
     fire.add_argument(

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from dataflow._cli.backfill_options import BACKFILL_CONFIRM
-from dataflow._cli.commands import load
 from dataflow._cli.describe import run_json
 from dataflow._cli.tables import print_json, print_table, utc_time, zone_time
 from dataflow._core.errors import SettingsError
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED = 0, 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell shows for a command Ctrl-C ended
-MAX_FIRES = 1_000_000  # one range; more would only exhaust memory: split it
+MAX_FIRES = 100_000  # one range: more takes seconds to list and runs for hours: split it
 _FAILED_SHOWN = 5  # fire times of failed runs named in the summary line
 _KIND_WORDS = {"mongodb_change_stream": "change-stream"}
 _BACKFILL_ONLY = ("dry_run", "yes", "stop_on_failure")
@@ -44,9 +43,10 @@ def wants_backfill(args: argparse.Namespace) -> bool:
     return any(value not in (None, False) for value in given)
 
 
-def backfill_command(args: argparse.Namespace) -> int:
-    check_options(args)
-    settings, workflow_class = load(args)
+def backfill_command(
+    args: argparse.Namespace, settings: Settings, workflow_class: type[Workflow]
+) -> int:
+    """Once `check_options` passed and the workflow is loaded: list the fires, or run them."""
     declared = workflow_class.declared_trigger(args.trigger)  # unknown: its own one line
     schedule = cron_schedule(declared)
     start, end = in_zone(args.start, schedule.timezone), in_zone(args.end, schedule.timezone)

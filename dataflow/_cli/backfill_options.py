@@ -16,7 +16,9 @@ def add_backfill_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "backfill",
         "run the handler once per fire of the trigger's cron schedule in [--from, --to), "
-        "oldest first, one at a time; a time without offset is in the trigger's time zone",
+        "oldest first, one at a time; a time without offset is in the trigger's time zone. "
+        "A failed run does not stop the others (exit 1); Ctrl-C or SIGTERM lets the run in "
+        "flight finish, starts no other and says where to resume (exit 130)",
     )
     group.add_argument(
         "--from", dest="start", type=wall_time, metavar="TIME", help="first fire time (included)"
