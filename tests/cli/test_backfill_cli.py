@@ -341,13 +341,13 @@ def test_sigint_lets_the_run_in_flight_finish_and_names_where_to_resume(
     )
 
 
-def test_a_second_sigint_cancels_the_run_in_flight(tmp_path: Path) -> None:
+def test_sigterm_stops_too_and_a_second_signal_cancels_the_run_in_flight(tmp_path: Path) -> None:
     proc = start_backfill(tmp_path, "asyncio")
     watchdog = threading.Timer(60, proc.kill)
     watchdog.start()
     try:
         read_until(proc, "run started")
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         read_until(proc, "backfill stopping")
         proc.send_signal(signal.SIGINT)
         report, err = finish(proc)
