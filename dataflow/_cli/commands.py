@@ -194,8 +194,12 @@ def dead_letters_command(args: argparse.Namespace) -> int:
 
 # -- running one handler: trigger, dead-letters --retry -----------------------------------------
 def trigger_command(args: argparse.Namespace) -> int:
+    from dataflow._cli import backfill
     from dataflow.runtime._manual import run_trigger_once
 
+    if backfill.wants_backfill(args):
+        backfill.check_options(args)  # before the workflow's import, which may be slow
+        return backfill.backfill_command(args, *load(args))
     once = partial(
         run_trigger_once,
         trigger_name=args.trigger,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +34,7 @@ class RunRecord:
     status: str
     attempt: int
     error: str | None
+    backfill: bool = False  # a past fire run again by `trigger --from/--to` (schema 3)
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,10 @@ def _dt(value: str | None) -> datetime | None:
 
 
 _RUN_COLUMNS = (
-    "run_id, workflow, trigger, scheduled_at, started_at, ended_at, status, attempt, error"
+    "run_id, workflow, trigger, scheduled_at, started_at, ended_at, status, attempt, error,"
+    " backfill"
 )
+_IDS_PER_QUERY = 500  # well under SQLite's bound on parameters in one statement
 _LETTER_COLUMNS = "id, workflow, trigger, payload, error, created_at, retried_at, retry_status, raw"
 
 
@@ -172,11 +175,13 @@ class StateStore:
         scheduled_at: datetime | None,
         started_at: datetime,
         attempt: int = 1,
+        *,
+        backfill: bool = False,
     ) -> None:
         with self._cursor() as cur:
             cur.execute(
                 "INSERT INTO runs (run_id, workflow, trigger, scheduled_at, started_at, status,"
-                " attempt) VALUES (?, ?, ?, ?, ?, 'running', ?)",
+                " attempt, backfill) VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
                 (
                     run_id,
                     workflow,
@@ -184,6 +189,7 @@ class StateStore:
                     iso(scheduled_at, utc=True),
                     iso(started_at, utc=True),
                     attempt,
+                    int(backfill),
                 ),
             )
 
@@ -215,6 +221,18 @@ class StateStore:
         with self._cursor() as cur:
             rows = cur.execute(sql, [*params, limit]).fetchall()
         return [_run_record(row) for row in rows]
+
+    def runs_by_id(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """The runs with these ids, in the order given (an id not recorded is left out)."""
+        found: dict[str, RunRecord] = {}
+        for start in range(0, len(run_ids), _IDS_PER_QUERY):
+            chunk = run_ids[start : start + _IDS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id IN ({marks})"
+            with self._cursor() as cur:
+                rows = cur.execute(sql, chunk).fetchall()
+            found |= {record.run_id: record for record in map(_run_record, rows)}
+        return [found[run_id] for run_id in run_ids if run_id in found]
 
     def mark_interrupted(self, workflow: str) -> list[RunRecord]:
         """Runs a previous process left 'running' (it died): mark them 'interrupted'."""
@@ -265,11 +283,20 @@ def _read_only_hint(path: Path) -> str:
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    run_id, workflow, trigger, scheduled, started, ended, status, attempt, error = row
+    run_id, workflow, trigger, scheduled, started, ended, status, attempt, error, backfill = row
     started_at = _dt(started)
     assert started_at is not None
     return RunRecord(
-        run_id, workflow, trigger, _dt(scheduled), started_at, _dt(ended), status, attempt, error
+        run_id,
+        workflow,
+        trigger,
+        _dt(scheduled),
+        started_at,
+        _dt(ended),
+        status,
+        attempt,
+        error,
+        bool(backfill),
     )
 
 
