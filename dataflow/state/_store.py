@@ -286,18 +286,8 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
     run_id, workflow, trigger, scheduled, started, ended, status, attempt, error, backfill = row
     started_at = _dt(started)
     assert started_at is not None
-    return RunRecord(
-        run_id,
-        workflow,
-        trigger,
-        _dt(scheduled),
-        started_at,
-        _dt(ended),
-        status,
-        attempt,
-        error,
-        bool(backfill),
-    )
+    times = (_dt(scheduled), started_at, _dt(ended))
+    return RunRecord(run_id, workflow, trigger, *times, status, attempt, error, bool(backfill))
 
 
 def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
