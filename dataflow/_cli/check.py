@@ -29,7 +29,7 @@ from dataflow._core.errors import (
 from dataflow._core.redact import redact_url
 from dataflow._core.settings import Settings
 from dataflow.runtime._connections import declared_connections
-from dataflow.state import StateStore
+from dataflow.state import SqliteStore
 from dataflow.triggers._cron.zone import resolve_timezone
 from dataflow.triggers.workflow import Workflow
 
@@ -98,7 +98,7 @@ def check_state(path: Path, workflow: str) -> Check:
         folder_state = "writable" if writable else "NOT writable"
         return Check("state", writable, f"{path}: not created yet, folder {folder_state}")
     try:
-        store = StateStore(path)
+        store = SqliteStore(path)
         try:
             saved, last = store.state_items(workflow), store.runs(workflow, limit=1)
         finally:
