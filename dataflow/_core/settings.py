@@ -82,9 +82,9 @@ class Settings:
 
 _MAX_GRACE = 86_400.0  # a day: longer is a mistyped unit, not a grace period
 _MAX_THREADS = 10_000
-# History: at least an hour (the pruner's own period), at most 100 years (longer is a typo);
-# a billion runs per trigger is far beyond what one SQLite file should hold.
-_MIN_DAYS, _MAX_DAYS = 1 / 24, 36_500.0
+# History: a day at least, 100 years at most (longer is a typo, not a retention); a billion
+# runs per trigger is far beyond what one SQLite file should hold.
+_MIN_DAYS, _MAX_DAYS = 1.0, 36_500.0
 _MAX_RUNS_PER_TRIGGER = 1_000_000_000
 
 
@@ -95,7 +95,8 @@ def _check_range(
     fits = not isinstance(value, bool) and isinstance(value, int if whole else int | float)
     if not (fits and math.isfinite(value) and low <= value <= high):
         what = unit if whole else f"a number of {unit}"
-        raise SettingsError(f"{name}={value!r} is not valid: use {what} from {low:g} to {high:g}")
+        shown = f"{low:.0f} to {high:.0f}" if whole else f"{low:g} to {high:g}"
+        raise SettingsError(f"{name}={value!r} is not valid: use {what} from {shown}")
 
 
 class _Reader:
