@@ -57,12 +57,14 @@ def prune(cur: sqlite3.Cursor, workflow: str, retention: Retention, batch: int) 
     for trigger in _triggers(cur, workflow):
         if gone >= batch:
             return gone
-        gone += _delete_runs(
-            cur,
-            "SELECT rowid FROM runs WHERE workflow=? AND trigger=? AND status != 'running'"
-            " ORDER BY started_at DESC, rowid DESC LIMIT ? OFFSET ?",
-            (workflow, trigger, batch - gone, retention.max_runs_per_trigger),
-        )
+        oldest_kept = _oldest_kept(cur, workflow, trigger, retention.max_runs_per_trigger)
+        if oldest_kept is not None:
+            gone += _delete_runs(
+                cur,
+                "SELECT rowid FROM runs WHERE workflow=? AND trigger=? AND started_at < ?"
+                " AND status != 'running' LIMIT ?",
+                (workflow, trigger, oldest_kept, batch - gone),
+            )
     if gone < batch:
         gone += cur.execute(
             "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE workflow=?"
@@ -70,6 +72,17 @@ def prune(cur: sqlite3.Cursor, workflow: str, retention: Retention, batch: int) 
             (workflow, horizon, batch - gone),
         ).rowcount
     return gone
+
+
+def _oldest_kept(cur: sqlite3.Cursor, workflow: str, trigger: str, cap: int) -> str | None:
+    """The start time of the trigger's `cap`-th newest run (running ones count), if it has
+    more: read from the index alone. Runs sharing that start time are all kept."""
+    row = cur.execute(
+        "SELECT started_at FROM runs WHERE workflow=? AND trigger=?"
+        " ORDER BY started_at DESC LIMIT 1 OFFSET ?",
+        (workflow, trigger, cap - 1),
+    ).fetchone()
+    return None if row is None else str(row["started_at"])
 
 
 def _delete_runs(cur: sqlite3.Cursor, chosen: str, params: tuple[Any, ...]) -> int:

@@ -43,7 +43,7 @@ def test_runs_past_the_age_go_and_running_ones_stay(store: Store) -> None:
 
 def test_each_trigger_keeps_its_newest_runs_up_to_the_cap(store: Store) -> None:
     """Beyond `max_runs_per_trigger`, a trigger's oldest finished runs go; another trigger's
-    runs count on their own; a running run is never among the pruned, nor counted."""
+    runs count on their own; a running run is never pruned, however old."""
     for i in range(6):
         finished(store, f"t{i}", NOW - timedelta(minutes=10 - i))
     finished(store, "u0", NOW - timedelta(minutes=20), trigger="u")
