@@ -29,7 +29,7 @@ from dataflow._core.redact import redact_url
 from dataflow._core.settings import Settings
 from dataflow.runtime._connections import declared_connections
 from dataflow.runtime._identity import claim_state, state_file_of
-from dataflow.state import StateStore
+from dataflow.state import SqliteStore
 from dataflow.triggers._cron.zone import resolve_timezone
 from dataflow.triggers.workflow import Workflow
 
@@ -104,7 +104,7 @@ def check_state(workflow_class: type[Workflow], settings: Settings) -> Check:
         folder_state = "writable" if writable else "NOT writable"
         return Check("state", writable, f"{path}: not created yet, folder {folder_state}")
     try:
-        store = StateStore(path)
+        store = SqliteStore(path)
         try:
             claim_state(store, workflow_class)
             saved, last = store.state_items(workflow), store.runs(workflow, limit=1)

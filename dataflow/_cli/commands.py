@@ -30,7 +30,7 @@ from dataflow.triggers.workflow import Workflow
 if TYPE_CHECKING:
     from dataflow._cli.check import Check
     from dataflow.runtime import Runtime
-    from dataflow.state import RunRecord, StateStore
+    from dataflow.state import RunRecord, SqliteStore
     from dataflow.triggers.base import RunHandle
 
 T = TypeVar("T")
@@ -120,7 +120,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 # -- reading: list, history, dead letters -------------------------------------------------------
-def _existing_state(settings: Settings, workflow_class: type[Workflow]) -> StateStore | None:
+def _existing_state(settings: Settings, workflow_class: type[Workflow]) -> SqliteStore | None:
     """The workflow's state file if a run created it, with what was saved under the workflow's
     previous name carried over, as a start does (its log line goes to stderr: stdout is for
     the table or JSON)."""

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dataflow.state import RunRecord, StateStore
+from dataflow.state import RunRecord, SqliteStore, Store
 from dataflow.triggers._changestream.policy import TOKEN_KEY
 from dataflow.triggers._cron.trigger import LAST_FIRE
 from dataflow.triggers.workflow import DeclaredTrigger, Workflow
@@ -55,15 +55,15 @@ class TriggerInfo:
         }
 
 
-def open_existing_store(path: Path) -> StateStore | None:
+def open_existing_store(path: Path) -> SqliteStore | None:
     """The state file if a run has created it; inspection never creates one. Anything at the
     path that is not a usable state file (a directory, an empty file) is refused, not shown
     as "no runs"."""
-    return StateStore(path) if path.exists() else None
+    return SqliteStore(path) if path.exists() else None
 
 
 def describe_triggers(
-    workflow_class: type[Workflow], store: StateStore | None, now: datetime, next_n: int
+    workflow_class: type[Workflow], store: Store | None, now: datetime, next_n: int
 ) -> list[TriggerInfo]:
     saved = _saved_state(workflow_class.workflow_name, store)
     return [
@@ -92,7 +92,7 @@ def describe_declared(
     )
 
 
-def _saved_state(workflow: str, store: StateStore | None) -> dict[str, list[StateEntry]]:
+def _saved_state(workflow: str, store: Store | None) -> dict[str, list[StateEntry]]:
     by_trigger: dict[str, list[StateEntry]] = {}
     for trigger, key, value, updated_at in store.state_items(workflow) if store else []:
         entry = StateEntry(key, value, updated_at, _token_time(value) if _is_token(key) else None)

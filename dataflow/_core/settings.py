@@ -34,6 +34,8 @@ class Settings:
     workflows_dir: Path = Path("workflows")
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    history_days: float = 30.0  # run history older than this is pruned
+    history_max_runs_per_trigger: int = 10_000  # and a trigger's runs beyond its newest these
 
     def __post_init__(self) -> None:
         """Every number in range, checked once, whether it came from the environment, the
@@ -43,6 +45,13 @@ class Settings:
         _check_range("DATAFLOW_MAX_WORKER_THREADS", self.max_worker_threads, 1, _MAX_THREADS)
         if self.metrics_port is not None:
             _check_range("DATAFLOW_METRICS_PORT", self.metrics_port, 0, 65535)
+        _check_range("DATAFLOW_HISTORY_DAYS", self.history_days, _MIN_DAYS, _MAX_DAYS, "days")
+        _check_range(
+            "DATAFLOW_HISTORY_MAX_RUNS_PER_TRIGGER",
+            self.history_max_runs_per_trigger,
+            1,
+            _MAX_RUNS_PER_TRIGGER,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -61,6 +70,10 @@ class Settings:
             workflows_dir=Path(env.get("DATAFLOW_WORKFLOWS_DIR") or "workflows"),
             metrics_port=read.optional("DATAFLOW_METRICS_PORT", int),
             metrics_host=env.get("DATAFLOW_METRICS_HOST") or "127.0.0.1",
+            history_days=read.number("DATAFLOW_HISTORY_DAYS", float, 30.0),
+            history_max_runs_per_trigger=read.number(
+                "DATAFLOW_HISTORY_MAX_RUNS_PER_TRIGGER", int, 10_000
+            ),
         )
 
     def state_file(self, workflow: str) -> Path:
@@ -69,6 +82,10 @@ class Settings:
 
 _MAX_GRACE = 86_400.0  # a day: longer is a mistyped unit, not a grace period
 _MAX_THREADS = 10_000
+# History: a day at least, 100 years at most (longer is a typo, not a retention); a billion
+# runs per trigger is far beyond what one SQLite file should hold.
+_MIN_DAYS, _MAX_DAYS = 1.0, 36_500.0
+_MAX_RUNS_PER_TRIGGER = 1_000_000_000
 
 
 def _check_range(
@@ -78,7 +95,8 @@ def _check_range(
     fits = not isinstance(value, bool) and isinstance(value, int if whole else int | float)
     if not (fits and math.isfinite(value) and low <= value <= high):
         what = unit if whole else f"a number of {unit}"
-        raise SettingsError(f"{name}={value!r} is not valid: use {what} from {low:g} to {high:g}")
+        shown = f"{low:.0f} to {high:.0f}" if whole else f"{low:g} to {high:g}"
+        raise SettingsError(f"{name}={value!r} is not valid: use {what} from {shown}")
 
 
 class _Reader:

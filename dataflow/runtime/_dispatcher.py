@@ -22,7 +22,7 @@ from dataflow._core.handlers import call_sync, is_async_handler
 from dataflow._core.logs import get_logger
 from dataflow._core.run import Run, RunStatus, reset_current_run, set_current_run
 from dataflow.runtime._runbook import RunBook, RunObserver, completed, failed, thread_deadline
-from dataflow.state import StateStore
+from dataflow.state import Store
 from dataflow.triggers.base import RunHandle, RunOutcome, RunRequest
 
 __all__ = ["Dispatcher", "RunObserver"]
@@ -35,7 +35,7 @@ class Dispatcher:
     a trigger's own worker thread (change streams: no thread hop per event)."""
 
     def __init__(
-        self, workflow: str, state: StateStore, clock: Clock, limiter: anyio.CapacityLimiter
+        self, workflow: str, state: Store, clock: Clock, limiter: anyio.CapacityLimiter
     ) -> None:
         self.workflow = workflow
         self.state = state

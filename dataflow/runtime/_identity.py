@@ -15,10 +15,10 @@ from pathlib import Path
 from dataflow._core.errors import StateFileRefused
 from dataflow._core.logs import get_logger
 from dataflow._core.settings import Settings
-from dataflow.runtime._lock import exclusive_lock, lock_path
 from dataflow.runtime._statefile import open_state
-from dataflow.state import StateStore
+from dataflow.state import SqliteStore
 from dataflow.state._file import move_state_file
+from dataflow.state._lock import exclusive_lock, lock_path
 from dataflow.state._names import claimed_in_file
 from dataflow.triggers.workflow import Workflow, previous_workflow_name
 
@@ -27,7 +27,7 @@ log = get_logger("dataflow.runtime")
 
 def open_workflow_state(
     workflow_class: type[Workflow], settings: Settings, reset: bool = False
-) -> StateStore:
+) -> SqliteStore:
     """The runtime's store: the state file (`--reset-state`: see `open_state`) with what was
     saved under the workflow's previous name carried over."""
     store = open_state(state_file_of(workflow_class, settings), reset=reset)
@@ -49,7 +49,7 @@ def state_file_of(workflow_class: type[Workflow], settings: Settings) -> Path:
     return path
 
 
-def claim_state(store: StateStore, workflow_class: type[Workflow]) -> None:
+def claim_state(store: SqliteStore, workflow_class: type[Workflow]) -> None:
     """Rename rows still saved under the previous name in `store` (a state file shared by
     DATAFLOW_STATE_PATH, or a move interrupted before its rows were renamed), then mark the
     workflow's name as claimed in it."""
@@ -89,7 +89,7 @@ def _unclaimed_file(path: Path, previous: str) -> bool:
 
 def _rename_rows(path: Path, previous: str, name: str) -> int | None:
     try:
-        store = StateStore(path)
+        store = SqliteStore(path)
     except StateFileRefused:
         return 0  # opening it for the run refuses it too, with the fix; its rows are moot
     try:

@@ -26,12 +26,12 @@ from dataflow.runtime._dispatcher import Dispatcher
 from dataflow.runtime._groups import first_error, unwrap
 from dataflow.runtime._health import MetricsServer, serve_metrics
 from dataflow.runtime._identity import open_workflow_state
-from dataflow.runtime._lock import exclusive_lock
 from dataflow.runtime._loopwatch import watch_event_loop
 from dataflow.runtime._metrics import RunMetrics
+from dataflow.runtime._pruner import serve_history_pruning
 from dataflow.runtime._statefile import watch_state_file
 from dataflow.runtime._stopwatch import OVERDUE, StopWatch
-from dataflow.state import RunRecord, StateStore
+from dataflow.state import RunRecord, Store
 from dataflow.triggers.base import Trigger, TriggerContext
 from dataflow.triggers.workflow import Workflow
 
@@ -48,7 +48,7 @@ class Runtime:
         *,
         settings: Settings | None = None,
         clock: Clock | None = None,
-        state: StateStore | None = None,
+        state: Store | None = None,
         reset_state: bool = False,
         on_stop_overdue: Callable[[], object] | None = None,
     ) -> None:
@@ -109,7 +109,7 @@ class Runtime:
             )
         self._ran = True
         triggers = self.workflow.triggers()
-        with exclusive_lock(self.state.path):
+        with self.state.hold():
             try:
                 async with anyio.create_task_group() as watching:
                     if handle_signals:
@@ -165,6 +165,7 @@ class Runtime:
             tg.start_soon(self._cancel_after_grace)
             if isinstance(self.clock, SystemClock):  # on a test's virtual clock: no real file
                 tg.start_soon(watch_state_file, self.state)
+            tg.start_soon(serve_history_pruning, self.state, self.name, self.settings, self.clock)
             log.info("workflow starting", workflow=self.name, triggers=len(triggers))
             with self._hard_scope:
                 if not self.stopping.is_set():  # a signal may have come during the recovery

@@ -19,7 +19,7 @@ from dataflow._core.logs import error_text, escape_surrogates, get_logger
 from dataflow._core.redact import redact_text
 from dataflow._core.run import Run, RunStatus, TriggerState
 from dataflow._core.watchdog import watchdog
-from dataflow.state import StateStore
+from dataflow.state import Store
 from dataflow.triggers.base import RunOutcome, RunRequest
 
 log = get_logger("dataflow.run")
@@ -36,7 +36,7 @@ class RunObserver(Protocol):
 
 
 class RunBook:
-    def __init__(self, workflow: str, state: StateStore, clock: Clock) -> None:
+    def __init__(self, workflow: str, state: Store, clock: Clock) -> None:
         self.workflow = workflow
         self.state = state
         self.clock = clock

@@ -13,14 +13,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from dataflow.state import StateStore
+from dataflow.state import Store
 
 OVERDUE = 1.5  # seconds a stop may take past its grace (or past a second signal)
 _RECHECK = 0.25  # seconds between looks at an overdue stop that no state write holds
 
 
 class StopWatch:
-    def __init__(self, state: StateStore, on_overdue: Callable[[], object] | None) -> None:
+    def __init__(self, state: Store, on_overdue: Callable[[], object] | None) -> None:
         self.state = state
         self.on_overdue = on_overdue
         self.closed = False  # the state store is closed: the stop is over

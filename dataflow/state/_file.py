@@ -89,20 +89,21 @@ def _recorded_wal(path: Path) -> str | None:
     never checkpoints, so nothing of the WAL reaches the file)."""
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db.row_factory = sqlite3.Row
         try:
             row = db.execute("SELECT value FROM store_meta WHERE key = ?", (WAL_KEY,)).fetchone()
         finally:
             db.close()
     except sqlite3.Error:
         return None  # no store_meta: a schema-0 file, or a WAL that is not even readable
-    return None if row is None else str(row[0])
+    return None if row is None else str(row["value"])
 
 
 def record_identity(db: sqlite3.Connection, path: Path) -> str:
     """Note which WAL belongs to this file (written only when it changed)."""
     now = identity(path)
     row = db.execute("SELECT value FROM store_meta WHERE key = ?", (WAL_KEY,)).fetchone()
-    if row is None or row[0] != now:
+    if row is None or row["value"] != now:
         db.execute("INSERT OR REPLACE INTO store_meta (key, value) VALUES (?, ?)", (WAL_KEY, now))
     return now
 

@@ -35,6 +35,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN backfill INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: bounded history. `history --failed` reads failed runs newest first without walking
+    # every succeeded one (partial indexes, their WHERE written exactly as the query's); the
+    # pruner finds dead letters retried successfully by their retry time.
+    """
+    CREATE INDEX IF NOT EXISTS runs_failed ON runs (workflow, started_at)
+        WHERE status IN ('failed', 'timed_out', 'cancelled', 'interrupted');
+    CREATE INDEX IF NOT EXISTS runs_failed_by_trigger ON runs (workflow, trigger, started_at)
+        WHERE status IN ('failed', 'timed_out', 'cancelled', 'interrupted');
+    CREATE INDEX IF NOT EXISTS dead_letters_retried ON dead_letters (workflow, retried_at)
+        WHERE retry_status = 'succeeded';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -126,19 +137,20 @@ def bring_forward(db: sqlite3.Connection, found: int) -> None:
 
 
 def _pragma(db: sqlite3.Connection, name: str) -> int:
-    return int(db.execute(f"PRAGMA {name}").fetchone()[0])
+    return int(db.execute(f"SELECT {name} FROM pragma_{name}").fetchone()[name])
 
 
 def _tables(db: sqlite3.Connection) -> set[str]:
     rows = db.execute(
         "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
     ).fetchall()
-    return {str(name) for (name,) in rows}
+    return {str(row["name"]) for row in rows}
 
 
 def _unknown_columns(db: sqlite3.Connection) -> list[str]:
     unknown = []
     for table, known in COLUMNS.items():
-        names = [str(row[1]) for row in db.execute(f"PRAGMA table_info({table})").fetchall()]
+        rows = db.execute("SELECT name FROM pragma_table_info(?)", (table,)).fetchall()
+        names = [str(row["name"]) for row in rows]
         unknown += [f"{table}.{name}" for name in names if name not in known]
     return unknown

@@ -1,4 +1,11 @@
-"""SQLite state store (one file per workflow, WAL). Thread-safe; async callers use `call()`."""
+"""The SQLite store (one file per workflow, WAL): the first `Store`. Thread-safe; one call at a
+time holds the connection. Async callers use `call()`.
+
+Durability: every write commits before the method returns, in the order made; with WAL and
+`synchronous=NORMAL` a commit survives the process dying (kill -9), and the last commits may be
+lost only if the machine itself loses power. One process holds a file (`hold()`), so a fire
+this process saves is claimed: `claim_fire` is always True here.
+"""
 
 from __future__ import annotations
 
@@ -6,65 +13,31 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from dataflow._core import offload
 from dataflow._core.clock import iso
 from dataflow._core.errors import StateFileRefused, StateStoreError
 from dataflow.state import _names
+from dataflow.state import _sqlite_history as history
 from dataflow.state._file import check_before_open, record_identity, still_there
+from dataflow.state._interface import DeadLetter, Retention, RunRecord
+from dataflow.state._lock import exclusive_lock
 from dataflow.state._migrate import bring_forward, readable_version
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    workflow: str
-    trigger: str
-    scheduled_at: datetime | None
-    started_at: datetime
-    ended_at: datetime | None
-    status: str
-    attempt: int
-    error: str | None
-    backfill: bool = False  # a past fire run again by `trigger --from/--to` (schema 3)
+LAST_FIRE = "last_fire"  # the trigger_state key of a cron trigger's last fire (since schema 0)
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    id: int
-    workflow: str
-    trigger: str
-    payload: str
-    error: str
-    created_at: datetime
-    retried_at: datetime | None
-    retry_status: str | None
-    raw: bytes | None = None  # the change event's BSON (schema 2); a retry decodes it again
-
-
-def _dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-_RUN_COLUMNS = (
-    "run_id, workflow, trigger, scheduled_at, started_at, ended_at, status, attempt, error,"
-    " backfill"
-)
-_IDS_PER_QUERY = 500  # well under SQLite's bound on parameters in one statement
-_LETTER_COLUMNS = "id, workflow, trigger, payload, error, created_at, retried_at, retry_status, raw"
-
-
-class StateStore:
+class SqliteStore:
     """Opening refuses (StateFileRefused) a file it must not use, and brings an older one's
-    schema forward; `check_file()` says whether the path still names the file opened."""
+    schema forward; `check()` says whether the path still names the file opened."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -80,6 +53,7 @@ class StateStore:
             if not memory:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.row_factory = sqlite3.Row  # rows are read by column name, never by position
             try:
                 db.execute("PRAGMA busy_timeout=5000")
                 found = readable_version(db, self.path)
@@ -99,7 +73,11 @@ class StateStore:
             ) from exc
         return db
 
-    def check_file(self) -> None:
+    def hold(self) -> AbstractContextManager[None]:
+        """An advisory lock beside the file: a second runtime on it fails at start."""
+        return exclusive_lock(self.path)
+
+    def check(self) -> None:
         """Raise StateStoreError if the path was deleted or now names another file."""
         if self._opened:
             still_there(self.path, self._opened)
@@ -132,7 +110,7 @@ class StateStore:
                 "SELECT value FROM trigger_state WHERE workflow=? AND trigger=? AND key=?",
                 (workflow, trigger, key),
             ).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else str(row["value"])
 
     def set_state(self, workflow: str, trigger: str, key: str, value: str) -> None:
         with self._cursor() as cur:
@@ -150,7 +128,25 @@ class StateStore:
                 " ORDER BY trigger, key",
                 (workflow,),
             ).fetchall()
-        return [(t, k, v, datetime.fromisoformat(u)) for t, k, v, u in rows]
+        return [
+            (r["trigger"], r["key"], r["value"], datetime.fromisoformat(r["updated_at"]))
+            for r in rows
+        ]
+
+    # -- cron fires and stream positions: kept as trigger_state keys, as since schema 0 ---
+    def claim_fire(self, workflow: str, trigger: str, fire_at: datetime) -> bool:
+        self.set_state(workflow, trigger, LAST_FIRE, fire_at.isoformat())
+        return True  # the only process on this file (`hold()`): every fire is its own
+
+    def last_fire(self, workflow: str, trigger: str) -> datetime | None:
+        raw = self.get_state(workflow, trigger, LAST_FIRE)
+        return None if raw is None else datetime.fromisoformat(raw)
+
+    def save_position(self, workflow: str, trigger: str, key: str, position: str) -> None:
+        self.set_state(workflow, trigger, key, position)
+
+    def load_position(self, workflow: str, trigger: str, key: str) -> str | None:
+        return self.get_state(workflow, trigger, key)
 
     # -- the workflow's name (see _names.py) ---------------------------------------------
     def unclaimed_rows(self, previous: str) -> bool:
@@ -210,45 +206,33 @@ class StateStore:
         failed_only: bool = False,
         limit: int = 50,
     ) -> list[RunRecord]:
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow=?"
-        params: list[Any] = [workflow]
-        if trigger is not None:
-            sql += " AND trigger=?"
-            params.append(trigger)
-        if failed_only:
-            sql += " AND status IN ('failed', 'timed_out', 'cancelled', 'interrupted')"
-        sql += " ORDER BY started_at DESC, rowid DESC LIMIT ?"
         with self._cursor() as cur:
-            rows = cur.execute(sql, [*params, limit]).fetchall()
-        return [_run_record(row) for row in rows]
+            return history.select_runs(cur, workflow, trigger, failed_only, limit)
 
     def runs_by_id(self, run_ids: Sequence[str]) -> list[RunRecord]:
         """The runs with these ids, in the order given (an id not recorded is left out)."""
-        found: dict[str, RunRecord] = {}
-        for start in range(0, len(run_ids), _IDS_PER_QUERY):
-            chunk = run_ids[start : start + _IDS_PER_QUERY]
-            marks = ", ".join("?" * len(chunk))
-            sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id IN ({marks})"
-            with self._cursor() as cur:
-                rows = cur.execute(sql, chunk).fetchall()
-            found |= {record.run_id: record for record in map(_run_record, rows)}
-        return [found[run_id] for run_id in run_ids if run_id in found]
+        with self._cursor() as cur:
+            return history.select_runs_by_id(cur, run_ids)
 
     def mark_interrupted(self, workflow: str) -> list[RunRecord]:
-        """Runs a previous process left 'running' (it died): mark them 'interrupted'."""
         with self._cursor() as cur:
-            rows = cur.execute(
-                "UPDATE runs SET status='interrupted', error='the process stopped during the run'"
-                f" WHERE workflow=? AND status='running' RETURNING {_RUN_COLUMNS}",
-                (workflow,),
-            ).fetchall()
-        return [_run_record(row) for row in rows]
+            return history.mark_interrupted(cur, workflow)
+
+    def prune_history(self, workflow: str, retention: Retention, *, batch: int) -> int:
+        with self._cursor() as cur:
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                gone = history.prune(cur, workflow, retention, batch)
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+        return gone
 
     # -- dead letters ---------------------------------------------------------------------
     def add_dead_letter(
         self, workflow: str, trigger: str, payload: str, error: str, raw: bytes | None = None
     ) -> int:
-        """`payload` is for reading (JSON); `raw`, if given, is what a retry passes on."""
         with self._cursor() as cur:
             cur.execute(
                 "INSERT INTO dead_letters (workflow, trigger, payload, error, created_at, raw)"
@@ -258,12 +242,12 @@ class StateStore:
             return int(cur.lastrowid or 0)
 
     def dead_letters(self, workflow: str, *, include_retried: bool = False) -> list[DeadLetter]:
-        sql = f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE workflow=?"
+        sql = f"SELECT {history.LETTER_COLUMNS} FROM dead_letters WHERE workflow=?"
         if not include_retried:
             sql += " AND (retry_status IS NULL OR retry_status != 'succeeded')"
         with self._cursor() as cur:
             rows = cur.execute(sql + " ORDER BY id", (workflow,)).fetchall()
-        return [_dead_letter(row) for row in rows]
+        return [history.dead_letter(row) for row in rows]
 
     def mark_dead_letter_retried(self, letter_id: int, status: str) -> None:
         with self._cursor() as cur:
@@ -282,19 +266,4 @@ def _read_only_hint(path: Path) -> str:
     return " (the file system is read-only)" if read_only else ""
 
 
-def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    run_id, workflow, trigger, scheduled, started, ended, status, attempt, error, backfill = row
-    started_at = _dt(started)
-    assert started_at is not None
-    times = (_dt(scheduled), started_at, _dt(ended))
-    return RunRecord(run_id, workflow, trigger, *times, status, attempt, error, bool(backfill))
-
-
-def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
-    id_, workflow, trigger, payload, error, created, retried, retry_status, raw = row
-    created_at = _dt(created)
-    assert created_at is not None
-    raw = None if raw is None else bytes(raw)
-    return DeadLetter(
-        id_, workflow, trigger, payload, error, created_at, _dt(retried), retry_status, raw
-    )
+StateStore = SqliteStore  # the name before the `Store` interface; existing imports keep working

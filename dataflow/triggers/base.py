@@ -21,7 +21,7 @@ from anyio.abc import TaskStatus
 from dataflow._core.clock import Clock
 from dataflow._core.errors import SettingsError, WorkflowError
 from dataflow._core.run import Run, RunStatus
-from dataflow.state import RunRecord, StateStore
+from dataflow.state import RunRecord, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 SPEC_ATTRIBUTE = "__dataflow_trigger__"
@@ -100,7 +100,7 @@ class Runner(Protocol):
 class TriggerContext:
     workflow: str
     clock: Clock
-    state: StateStore
+    state: Store
     runner: Runner
     stopping: anyio.Event  # set on the first SIGINT/SIGTERM: stop firing, let runs finish
     # runs the previous process left unfinished (it died), by trigger name

@@ -84,6 +84,8 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
         ("DATAFLOW_MAX_WORKER_THREADS", "0"),
         ("DATAFLOW_METRICS_PORT", "99999"),
         ("DATAFLOW_METRICS_PORT", "-5"),
+        ("DATAFLOW_HISTORY_DAYS", "0"),
+        ("DATAFLOW_HISTORY_MAX_RUNS_PER_TRIGGER", "0"),
     ],
 )
 def test_out_of_range_settings_are_refused_before_anything_starts(

@@ -23,8 +23,8 @@ from dataflow._cli.loader import load_workflow
 from dataflow._core.errors import StateStoreError
 from dataflow.main import main
 from dataflow.runtime._identity import open_workflow_state, state_file_of
-from dataflow.runtime._lock import exclusive_lock
 from dataflow.state import StateStore
+from dataflow.state._lock import exclusive_lock
 from dataflow.triggers._changestream.checkpoint import dumps, loads
 from dataflow.triggers._cron.trigger import LAST_FIRE
 from dataflow.triggers.workflow import implicit_workflow, previous_workflow_name
@@ -105,8 +105,9 @@ def rows_by_name(path: Path) -> dict[str, set[str]]:
 
 @asynccontextmanager
 async def serving(workflow: Workflow) -> AsyncIterator[Runtime]:
-    """Run on the default state path (`.dataflow/<name>.db`), real clock, until the block ends."""
-    runtime = Runtime(workflow, settings=Settings(grace_period=5))
+    """Run on the default state path (`.dataflow/<name>.db`), real clock, until the block ends;
+    history kept for a century, so the earlier release's run (last year) stays to be seen."""
+    runtime = Runtime(workflow, settings=Settings(grace_period=5, history_days=36_500))
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(runtime.run)

@@ -18,7 +18,7 @@ from bson.json_util import CANONICAL_JSON_OPTIONS
 from bson.raw_bson import RawBSONDocument
 
 from dataflow._core.clock import Clock
-from dataflow.state import StateStore
+from dataflow.state import Store
 from dataflow.triggers._changestream.policy import TOKEN_KEY
 
 Token = Mapping[str, Any]
@@ -38,7 +38,7 @@ class Checkpoint:
     """The saved position of one trigger on one namespace."""
 
     def __init__(
-        self, store: StateStore, workflow: str, trigger: str, namespace: str, clock: Clock
+        self, store: Store, workflow: str, trigger: str, namespace: str, clock: Clock
     ) -> None:
         self.store, self.workflow, self.trigger = store, workflow, trigger
         self.key = f"{TOKEN_KEY}:{namespace}"
@@ -48,7 +48,7 @@ class Checkpoint:
         self.saved_at: datetime | None = None  # when this process last saved it
 
     def load(self) -> Token | None:
-        raw = self.store.get_state(self.workflow, self.trigger, self.key)
+        raw = self.store.load_position(self.workflow, self.trigger, self.key)
         self.token = None if raw is None else loads(raw)
         return self.token
 
@@ -58,7 +58,7 @@ class Checkpoint:
             token = bson.decode(token.raw)
         if token is None or token == self.token:
             return
-        self.store.set_state(self.workflow, self.trigger, self.key, dumps(token))
+        self.store.save_position(self.workflow, self.trigger, self.key, dumps(token))
         self.token, self.saved_at = token, self.clock.now()
 
     def due(self, interval: float) -> bool:

@@ -23,6 +23,7 @@ from anyio.abc import TaskStatus
 
 from dataflow._core.clock import iso
 from dataflow._core.logs import get_logger
+from dataflow.state._store import LAST_FIRE as LAST_FIRE  # where a SQLite file keeps it
 from dataflow.triggers._cron.missed import (
     COUNT_LIMIT,
     MAX_CATCHUP_RUNS,
@@ -38,7 +39,6 @@ from dataflow.triggers.base import Description, RunPolicy, RunRequest, Trigger, 
 
 log = get_logger("dataflow.trigger")
 Catchup = Literal["coalesce", "all", "none"]
-LAST_FIRE = "last_fire"
 _RESET = timedelta(hours=3)  # cronie: a backward step this big is a reset, not a correction
 _TICK = timedelta(microseconds=1)
 
@@ -197,7 +197,7 @@ class CronTrigger(Trigger):
         for fire in run:
             await self._fire(ctx, gate, fire)
         if skipped:
-            await self._save_last_fire(ctx, due[-1])
+            await self._claim(ctx, due[-1])  # the last fire moves past the skipped ones
             await record_skipped(ctx, self._request, skipped, f"{why}; not run by catchup/grace")
 
     def _interrupted(self, ctx: TriggerContext) -> list[datetime]:
@@ -256,17 +256,18 @@ class CronTrigger(Trigger):
         # recorded skipped). A stop landing in between would lose the fire for good: neither
         # run nor recorded, and a restart catches up only after the last fire.
         with anyio.CancelScope(shield=True):
-            await self._save_last_fire(ctx, fire_at)
-            await gate.submit(request)
+            if await self._claim(ctx, fire_at):
+                await gate.submit(request)
 
-    async def _save_last_fire(self, ctx: TriggerContext, fire_at: datetime) -> None:
-        await ctx.state.call(
-            ctx.state.set_state, ctx.workflow, self.name, LAST_FIRE, fire_at.isoformat()
-        )
+    async def _claim(self, ctx: TriggerContext, fire_at: datetime) -> bool:
+        """Claim the fire, which becomes the last fire; False: another replica runs it."""
+        claimed = await ctx.state.call(ctx.state.claim_fire, ctx.workflow, self.name, fire_at)
+        if not claimed:
+            log.debug("fire claimed by another replica", trigger=self.name, fire_at=iso(fire_at))
+        return claimed
 
     async def _load_last_fire(self, ctx: TriggerContext) -> datetime | None:
-        raw = await ctx.state.call(ctx.state.get_state, ctx.workflow, self.name, LAST_FIRE)
-        return None if raw is None else datetime.fromisoformat(raw)
+        return await ctx.state.call(ctx.state.last_fire, ctx.workflow, self.name)
 
     def _jitter(self) -> timedelta:
         if not self.policy.jitter:

@@ -16,7 +16,7 @@ from bson import Timestamp
 from dataflow import TriggerFailed, Workflow, mongodb_change_stream
 from dataflow._core.errors import ChangeStreamUnavailable
 from dataflow.runtime._manual import retry_dead_letter
-from dataflow.state import StateStore
+from dataflow.state import StateStore, Store
 from dataflow.triggers._changestream.checkpoint import loads
 from dataflow.triggers._changestream.trigger import ChangeStreamTrigger
 from tests._change_stream_peer import (
@@ -62,7 +62,7 @@ def shop(source: object, *, fail_on: set[int] | None = None, **options: Any) -> 
     return Shop()
 
 
-def saved_text(store: StateStore, key: str) -> str:
+def saved_text(store: Store, key: str) -> str:
     """A value the `sync` trigger must have saved."""
     value = store.get_state("shop", "sync", key)
     assert value is not None, key

@@ -13,7 +13,7 @@ import pytest
 from bson.datetime_ms import DatetimeMS
 
 from dataflow import Workflow, mongodb_change_stream
-from dataflow.state import StateStore
+from dataflow.state import Store
 from dataflow.triggers._changestream.checkpoint import loads
 from tests._change_stream_peer import (
     FakeOplog,
@@ -144,6 +144,6 @@ async def test_an_unparsable_reply_reopens_the_stream_from_the_saved_position(
     assert "ProtocolError" in warning["error"]
 
 
-def saved(store: StateStore) -> Any:
+def saved(store: Store) -> Any:
     value = store.get_state("shop", "sync", KEY)
     return None if value is None else loads(value)

@@ -1,4 +1,5 @@
-"""One runtime per state file: a second process on the same workflow state would double fires."""
+"""One runtime per state file: a second process on the same workflow state would double fires
+(`SqliteStore.hold()`)."""
 
 from __future__ import annotations
 

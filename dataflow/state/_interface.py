@@ -1,0 +1,196 @@
+"""The one state store interface the runtime, triggers and CLI know: `Store`.
+
+Operations are named by what the caller means (claim a fire, save a stream position, record a
+run), not by how a store keeps them, so a store shared by several replicas (PostgreSQL: a fire
+ledger with a unique key, change-stream leases fenced by a term) can implement the same calls.
+
+Durability: each method says which writes must be durable when it returns (a fire's claim: a
+crash after the return must not run the fire again) and which a store may batch into a later
+commit (run records, stream positions: a crash loses at most the last moments of them, which
+the at-least-once promise already allows). The SQLite store makes every write durable in the
+order it is made; batching (group commit) is a later step that this contract already permits.
+Methods block: async callers go through `call()`, which runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ParamSpec, Protocol, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    workflow: str
+    trigger: str
+    scheduled_at: datetime | None
+    started_at: datetime
+    ended_at: datetime | None
+    status: str
+    attempt: int
+    error: str | None
+    backfill: bool = False  # a past fire run again by `trigger --from/--to` (schema 3)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: int
+    workflow: str
+    trigger: str
+    payload: str
+    error: str
+    created_at: datetime
+    retried_at: datetime | None
+    retry_status: str | None
+    raw: bytes | None = None  # the change event's BSON (schema 2); a retry decodes it again
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retention:
+    """How much run history a store keeps: runs that started before `older_than` go, and so do
+    a trigger's runs beyond its newest `max_runs_per_trigger`. A running run is never pruned;
+    a dead letter goes only once retried successfully before `older_than`."""
+
+    older_than: datetime
+    max_runs_per_trigger: int
+
+
+class Store(Protocol):
+    """What dataflow keeps between runs of one workflow: last fires, stream positions, trigger
+    values, run history and dead letters. Implementations: `SqliteStore` (one process per file).
+    """
+
+    # -- the store itself -----------------------------------------------------------------
+    def hold(self) -> AbstractContextManager[None]:
+        """Held while a runtime runs on this store. A store one process owns (SQLite) refuses
+        a second runtime with StateStoreError; a shared one admits replicas, which then rely
+        on `claim_fire` and leases instead."""
+        ...
+
+    def check(self) -> None:
+        """Raise StateStoreError if writes would no longer reach the store readers use (a
+        deleted or replaced SQLite file); called about once a second."""
+        ...
+
+    def busy(self) -> bool:
+        """A call is under way and holds the store: tells a stop held by a state write (a
+        frozen disk) from one that is merely slow."""
+        ...
+
+    def close(self) -> None:
+        """Write out anything batched and release the store."""
+        ...
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run one of this store's blocking methods (or a function using them) in a thread."""
+        ...
+
+    # -- cron fires -----------------------------------------------------------------------
+    def claim_fire(self, workflow: str, trigger: str, fire_at: datetime) -> bool:
+        """Claim the fire of `trigger` at `fire_at` and make it the trigger's last fire.
+        True: this process runs (or records skipped) the fire; False: another replica has it.
+        Durable before it returns: a restart never runs a claimed fire time again."""
+        ...
+
+    def last_fire(self, workflow: str, trigger: str) -> datetime | None:
+        """The last fire claimed for `trigger` (aware), or None if it never fired."""
+        ...
+
+    # -- stream positions -----------------------------------------------------------------
+    def save_position(self, workflow: str, trigger: str, key: str, position: str) -> None:
+        """Where a stream is (a resume token as text), saved only once the events before it
+        were handled. May be batched into a later commit: after a crash the stream resumes
+        from an earlier saved position (events are redelivered, never lost)."""
+        ...
+
+    def load_position(self, workflow: str, trigger: str, key: str) -> str | None:
+        """The position `save_position` saved last (as committed), or None."""
+        ...
+
+    # -- trigger values (`current_run().state`) -------------------------------------------
+    def get_state(self, workflow: str, trigger: str, key: str) -> str | None:
+        """A value a handler saved (JSON text), or None; values of another workflow or
+        trigger are never seen."""
+        ...
+
+    def set_state(self, workflow: str, trigger: str, key: str, value: str) -> None:
+        """Save a handler's value: durable when it returns, as a handler may act on it at once
+        (a watermark it moves before writing downstream)."""
+        ...
+
+    def state_items(self, workflow: str) -> list[tuple[str, str, str, datetime]]:
+        """Every saved value of the workflow, for inspection: (trigger, key, value, updated
+        at), ordered by trigger and key; last fires and positions included."""
+        ...
+
+    # -- run history ----------------------------------------------------------------------
+    def record_run_start(
+        self,
+        run_id: str,
+        workflow: str,
+        trigger: str,
+        scheduled_at: datetime | None,
+        started_at: datetime,
+        attempt: int = 1,
+        *,
+        backfill: bool = False,
+    ) -> None:
+        """A run began (status `running`). May be batched: a crash before the commit loses the
+        record, not the run's effects; a fire's claim, not this record, prevents a re-run."""
+        ...
+
+    def record_run_end(
+        self, run_id: str, status: str, ended_at: datetime, error: str | None = None
+    ) -> None:
+        """A run ended with `status`. May be batched, like `record_run_start`; a record lost
+        in a crash shows as `interrupted` after the restart."""
+        ...
+
+    def runs(
+        self,
+        workflow: str,
+        trigger: str | None = None,
+        *,
+        failed_only: bool = False,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Newest first (by start, then by recording order), at most `limit`; `failed_only`:
+        failed, timed out, cancelled and interrupted runs only."""
+        ...
+
+    def runs_by_id(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """The runs with these ids, in the order given (an id not recorded is left out)."""
+        ...
+
+    def mark_interrupted(self, workflow: str) -> list[RunRecord]:
+        """At start: runs a previous process left `running` (it died) become `interrupted`;
+        returns them as marked. Durable before the triggers start, which act on them."""
+        ...
+
+    def prune_history(self, workflow: str, retention: Retention, *, batch: int) -> int:
+        """Delete at most `batch` rows that `retention` no longer keeps (one short write, so
+        the store is never held long); returns how many went. Call again until it returns
+        fewer than `batch`."""
+        ...
+
+    # -- dead letters ---------------------------------------------------------------------
+    def add_dead_letter(
+        self, workflow: str, trigger: str, payload: str, error: str, raw: bytes | None = None
+    ) -> int:
+        """Keep an event no run could handle; returns its id. Durable before the stream's
+        position moves past the event (else the event would be lost)."""
+        ...
+
+    def dead_letters(self, workflow: str, *, include_retried: bool = False) -> list[DeadLetter]:
+        """Oldest first; without `include_retried`, letters retried successfully are left out."""
+        ...
+
+    def mark_dead_letter_retried(self, letter_id: int, status: str) -> None:
+        """Record a retry's outcome (`succeeded` takes the letter off the default list)."""
+        ...
