@@ -29,6 +29,7 @@ from dataflow.runtime._lock import exclusive_lock
 from dataflow.runtime._loopwatch import watch_event_loop
 from dataflow.runtime._metrics import RunMetrics
 from dataflow.runtime._statefile import open_state, watch_state_file
+from dataflow.runtime._stopping import wait_out_grace
 from dataflow.runtime._stopwatch import OVERDUE, StopWatch
 from dataflow.state import RunRecord, StateStore
 from dataflow.triggers.base import Trigger, TriggerContext
@@ -235,7 +236,7 @@ class Runtime:
 
     async def _cancel_after_grace(self) -> None:
         await self.stopping.wait()
-        await anyio.sleep(self.settings.grace_period)
+        await wait_out_grace(self.clock, self.settings.grace_period, self.dispatcher.book.in_flight)
         if self.dispatcher.active:
             log.warning("grace period over", grace_period=self.settings.grace_period)
         self.cancel()

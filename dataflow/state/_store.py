@@ -188,12 +188,17 @@ class StateStore:
         *,
         failed_only: bool = False,
         limit: int = 50,
+        run_id: str | None = None,
     ) -> list[RunRecord]:
+        """Newest first. `run_id`: runs whose id starts with it (the console's short ids)."""
         sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow=?"
         params: list[Any] = [workflow]
         if trigger is not None:
             sql += " AND trigger=?"
             params.append(trigger)
+        if run_id is not None:
+            sql += " AND substr(run_id, 1, ?)=?"
+            params += [len(run_id), run_id.lower()]
         if failed_only:
             sql += " AND status IN ('failed', 'timed_out', 'cancelled', 'interrupted')"
         sql += " ORDER BY started_at DESC, rowid DESC LIMIT ?"
