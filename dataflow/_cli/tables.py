@@ -105,15 +105,15 @@ def _fit(headers: Sequence[str], lines: list[list[str]], columns: int) -> list[l
 
 def _fit_widths(headers: Sequence[str], rows: list[list[str]], columns: int) -> list[int]:
     """Column widths that fit `columns`: the widest column gives way, one character at a time,
-    down to its longest word; still too wide, down to its longest piece of a word (`_words`);
-    then down to its header's width (a table of long headers may stay wider)."""
+    down to its longest word; still too wide, the widest gives way down to its header's width
+    (a table of long headers may stay wider), its long words broken (`_break_word`)."""
     texts = [[row[i] for row in rows] for i in range(len(headers))]
     widths = [
         max(len(h), *(len(line) for text in column for line in text.splitlines()))
         for h, column in zip(headers, texts, strict=True)
     ]
     room = columns - len(_GAP) * (len(headers) - 1)
-    splits: list[Callable[[str], list[str]]] = [str.split, _WORD.findall, lambda _: []]
+    splits: list[Callable[[str], list[str]]] = [str.split, lambda _: []]
     for split in splits:
         floor = [
             max([len(h), *(len(word) for text in column for word in split(text))])

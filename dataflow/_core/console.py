@@ -5,6 +5,7 @@
 What makes them short, against the JSON lines (which keep every field as it was logged):
 - the time of day (UTC, like `history`), no date; the level in five letters, no padding;
 - `run_id` as `run=` and its first 8 hex digits, enough to find the run in `history --run`;
+  `grace_left` as `left=`;
 - no `workflow=`: the process runs one workflow, named on its `workflow starting` line;
 - `run started` only at debug level: the `run finished` line carries the outcome;
 - seconds as `0.012s`, `4.5s`, `3m05s`.
@@ -25,7 +26,8 @@ SHORT_RUN_ID = 8  # hex digits of a run id shown on the console (and by `history
 _LEVELS = {"warning": "warn", "critical": "crit", "exception": "error"}
 _COLORS = {"debug": "\x1b[2m", "warn": "\x1b[33m", "error": "\x1b[31m", "crit": "\x1b[31;1m"}
 _RESET = "\x1b[0m"
-_SECONDS = frozenset({"duration", "delay", "grace_period", "timeout", "running_for", "grace_left"})
+_SECONDS = frozenset({"duration", "delay", "grace_period", "timeout", "elapsed", "grace_left"})
+_SHORT_KEYS = {"grace_left": "left"}  # on a `stopping:` line, what is left is the grace
 _QUIET_AT_INFO = frozenset({"run started"})  # the run's end line says all it says
 _BARE = re.compile(r"[^\s=\"'\\]+")  # a value written without quotes
 
@@ -65,7 +67,11 @@ def _pairs(fields: dict[str, Any], message: str) -> list[str]:
     first = {"trigger": fields.pop("trigger", None), "run": _short(run_id)}
     last = {"logger": fields.pop("logger", None)}
     ordered = {**first, **fields, **last}
-    return [f"{key}={_value(key, value)}" for key, value in ordered.items() if value is not None]
+    return [
+        f"{_SHORT_KEYS.get(key, key)}={_value(key, value)}"
+        for key, value in ordered.items()
+        if value is not None
+    ]
 
 
 def _short(run_id: Any) -> Any:

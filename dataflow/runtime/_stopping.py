@@ -41,7 +41,7 @@ def say_waiting(runs: list[Run], grace_left: float, now: datetime) -> None:
             "stopping: waiting for run",
             trigger=run.trigger,
             run_id=run.run_id,
-            running_for=round((now - run.started_at).total_seconds(), 1),
+            elapsed=round((now - run.started_at).total_seconds(), 1),
             grace_left=left,
         )
     if len(runs) > NAMED_RUNS:

@@ -8,12 +8,14 @@ import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from structlog.contextvars import bound_contextvars
 
 from dataflow._core.logs import configure_logging, get_logger
 from dataflow._core.redact import register_secret
+from dataflow.runtime._stopping import say_waiting
 
 RUN_ID = uuid.UUID(int=0x3F2A9C1E_0000_4000_8000_000000000001).hex
 TRIGGER = "load_orders_hourly"  # 18 characters: the longest that keeps a run in 100 columns
@@ -117,3 +119,33 @@ def test_console_values_are_quoted_escaped_and_masked() -> None:
     first = text.splitlines()[0]
     assert 'detail="two\\nlines"' in first and "rows=[1, 2]" in first
     assert "s3cr3t-console-pw" not in text and "login with *** refused" in text
+
+
+def test_a_stop_progress_line_names_the_run_within_100_columns() -> None:
+    """The stop's line, as `say_waiting` logs it: `left=` on the console, `grace_left` in JSON."""
+
+    class Running:
+        trigger, run_id = "load_orders", RUN_ID
+        started_at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    now = Running.started_at + timedelta(seconds=7.84)
+    for fmt in ("console", "json"):
+        with logging_to(fmt) as out:
+            say_waiting([Running()], 25.0, now)  # type: ignore[list-item]
+        text = out.getvalue()
+        if fmt == "json":
+            line = json.loads(text)
+            assert (line["run_id"], line["elapsed"], line["grace_left"]) == (RUN_ID, 7.8, 25.0)
+        else:
+            assert text.split()[1:] == [
+                "info",
+                "stopping:",
+                "waiting",
+                "for",
+                "run",
+                "trigger=load_orders",
+                "run=3f2a9c1e",
+                "elapsed=7.8s",
+                "left=25s",
+            ]
+            assert len(text.rstrip("\n")) <= 100

@@ -52,7 +52,7 @@ async def test_a_stop_names_the_run_it_waits_for_every_few_seconds(tmp_path: Pat
     lines = waiting(logs)
     assert [(e["trigger"], e["run_id"]) for e in lines] == [("slow", run_ids[0])] * 3
     assert [e["grace_left"] for e in lines] == [12.0, 7.0, 2.0]
-    assert [e["running_for"] for e in lines] == [0.0, 5.0, 10.0]
+    assert [e["elapsed"] for e in lines] == [0.0, 5.0, 10.0]
     finished = next(e for e in logs if e["event"] == "run finished")
     assert finished["status"] == "succeeded"
 
