@@ -3,9 +3,9 @@
 Commands: run, list, trigger, history, dead-letters, check (see docs/cli.md).
 Exit codes: 0 stopped cleanly / succeeded; 1 a startup handler, trigger, run or check failed;
 2 bad input (unknown workflow, invalid workflow, bad setting, bad argument); 130 interrupted
-before the runtime started; 141 the reader of the output went away (`| head`). Heavy libraries
-(pandas, pymongo, pyodbc, anyio) are imported only by the commands that need them, never by
-`--help`.
+before the runtime started, or a backfill (`trigger --from/--to`) stopped by a signal; 141 the
+reader of the output went away (`| head`). Heavy libraries (pandas, pymongo, pyodbc, anyio) are
+imported only by the commands that need them, never by `--help`.
 """
 
 from __future__ import annotations

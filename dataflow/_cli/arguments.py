@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from dataflow._cli.backfill_options import add_backfill_options
 from dataflow._version import __version__
 
 EXIT_USAGE = 2
@@ -103,6 +104,7 @@ def _add_trigger(commands: Any) -> None:
         "current_run().payload",
     )
     _add_one_run_options(fire)
+    add_backfill_options(fire)
     fire.set_defaults(handler=_lazy("trigger_command"))
 
 

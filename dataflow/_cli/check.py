@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from dataflow._cli.describe import describe_triggers
@@ -29,6 +28,7 @@ from dataflow._core.errors import (
 from dataflow._core.redact import redact_url
 from dataflow._core.settings import Settings
 from dataflow.runtime._connections import declared_connections
+from dataflow.runtime._identity import claim_state, state_file_of
 from dataflow.state import StateStore
 from dataflow.triggers._cron.zone import resolve_timezone
 from dataflow.triggers.workflow import Workflow
@@ -90,8 +90,14 @@ def check_instance(workflow_class: type[Workflow]) -> tuple[Check, Workflow | No
     return Check("instance", True, f"{workflow_class.__name__}() created"), workflow
 
 
-def check_state(path: Path, workflow: str) -> Check:
-    """The state file opens if it exists, or the folder it goes in is writable."""
+def check_state(workflow_class: type[Workflow], settings: Settings) -> Check:
+    """The state file opens if it exists (what was saved under the workflow's previous name
+    carried over, as a start does), or the folder it goes in is writable."""
+    workflow = workflow_class.workflow_name
+    try:
+        path = state_file_of(workflow_class, settings)
+    except StateStoreError as exc:
+        return Check("state", False, str(exc))
     if not path.exists():
         folder = next((p for p in path.absolute().parents if p.exists()), None)
         writable = folder is not None and os.access(folder, os.W_OK)
@@ -100,6 +106,7 @@ def check_state(path: Path, workflow: str) -> Check:
     try:
         store = StateStore(path)
         try:
+            claim_state(store, workflow_class)
             saved, last = store.state_items(workflow), store.runs(workflow, limit=1)
         finally:
             store.close()

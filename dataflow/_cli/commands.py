@@ -30,7 +30,7 @@ from dataflow.triggers.workflow import Workflow
 if TYPE_CHECKING:
     from dataflow._cli.check import Check
     from dataflow.runtime import Runtime
-    from dataflow.state import RunRecord
+    from dataflow.state import RunRecord, StateStore
     from dataflow.triggers.base import RunHandle
 
 T = TypeVar("T")
@@ -120,13 +120,31 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 # -- reading: list, history, dead letters -------------------------------------------------------
+def _existing_state(settings: Settings, workflow_class: type[Workflow]) -> StateStore | None:
+    """The workflow's state file if a run created it, with what was saved under the workflow's
+    previous name carried over, as a start does (its log line goes to stderr: stdout is for
+    the table or JSON)."""
+    from dataflow._cli.describe import open_existing_store
+    from dataflow.runtime._identity import claim_state, state_file_of
+
+    configure_logging(settings.log_format, settings.log_level, stream=sys.stderr)
+    store = open_existing_store(state_file_of(workflow_class, settings))
+    if store is not None:
+        try:
+            claim_state(store, workflow_class)
+        except BaseException:
+            store.close()
+            raise
+    return store
+
+
 def list_command(args: argparse.Namespace) -> int:
-    from dataflow._cli.describe import describe_triggers, open_existing_store
+    from dataflow._cli.describe import describe_triggers
     from dataflow._cli.views import show_triggers
 
     settings, workflow_class = load(args)
     now = args.after or datetime.now(UTC)
-    store = open_existing_store(settings.state_file(workflow_class.workflow_name))
+    store = _existing_state(settings, workflow_class)
     try:
         infos = describe_triggers(workflow_class, store, now, args.next)
     finally:
@@ -137,13 +155,12 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def history_command(args: argparse.Namespace) -> int:
-    from dataflow._cli.describe import open_existing_store
     from dataflow._cli.views import show_history
 
     settings, workflow_class = load(args)
     if args.trigger is not None:
         workflow_class.declared_trigger(args.trigger)  # a typo is bad input, not "no runs"
-    store = open_existing_store(settings.state_file(workflow_class.workflow_name))
+    store = _existing_state(settings, workflow_class)
     if store is None:
         show_history([], as_json=args.json)
         return 0
@@ -162,13 +179,12 @@ def history_command(args: argparse.Namespace) -> int:
 
 
 def dead_letters_command(args: argparse.Namespace) -> int:
-    from dataflow._cli.describe import open_existing_store
     from dataflow._cli.views import show_dead_letters
 
     if args.retry is not None:
         return _retry_command(args)
     settings, workflow_class = load(args)
-    store = open_existing_store(settings.state_file(workflow_class.workflow_name))
+    store = _existing_state(settings, workflow_class)
     if store is None:
         show_dead_letters([], as_json=args.json)
         return 0
@@ -182,8 +198,12 @@ def dead_letters_command(args: argparse.Namespace) -> int:
 
 # -- running one handler: trigger, dead-letters --retry -----------------------------------------
 def trigger_command(args: argparse.Namespace) -> int:
+    from dataflow._cli import backfill
     from dataflow.runtime._manual import run_trigger_once
 
+    if backfill.wants_backfill(args):
+        backfill.check_options(args)  # before the workflow's import, which may be slow
+        return backfill.backfill_command(args, *load(args))
     once = partial(
         run_trigger_once,
         trigger_name=args.trigger,
@@ -243,8 +263,8 @@ def check_command(args: argparse.Namespace) -> int:
     if workflow_class is not None:
         for check in _check.check_triggers(workflow_class, datetime.now(UTC)):
             report(check, None)
-        name = workflow_class.workflow_name
-        report(_check.check_state(settings.state_file(name), name), None)
+        configure_logging(settings.log_format, settings.log_level, stream=sys.stderr)
+        report(_check.check_state(workflow_class, settings), None)
         workflow = report(*_check.check_instance(workflow_class))
         for check in _check.check_connections(workflow, args.timeout) if workflow else []:
             report(check, None)

@@ -31,8 +31,15 @@ def load_workflow(name: str, workflows_dir: Path = Path("workflows")) -> type[Wo
         found = getattr(module, class_name, None)
         if not (isinstance(found, type) and issubclass(found, Workflow)):
             raise WorkflowNotFound(f"{module.__name__} has no Workflow class {class_name!r}")
-        return found
-    return _only_workflow(module, name)
+        return _named(found)
+    return _named(_only_workflow(module, name))
+
+
+def _named(found: type[Workflow]) -> type[Workflow]:
+    """Work out the workflow's name now: a file with several unnamed workflows fails at load,
+    like any invalid definition, not later at its first state access."""
+    _ = found.workflow_name
+    return found
 
 
 def available_workflows(workflows_dir: Path = Path("workflows")) -> list[str]:

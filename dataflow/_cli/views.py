@@ -90,7 +90,9 @@ def show_history(runs: Sequence[RunRecord], *, as_json: bool, now: datetime | No
 
 
 def _run_row(run: RunRecord, now: datetime | None) -> list[str]:
-    status = run.status if run.attempt == 1 else f"{run.status} (attempt {run.attempt})"
+    notes = ["backfill"] if run.backfill else []
+    notes += [f"attempt {run.attempt}"] if run.attempt != 1 else []
+    status = f"{run.status} ({', '.join(notes)})" if notes else run.status
     elapsed = None if now is None else run_elapsed(run, now)
     return [
         run.run_id[:8],

@@ -72,6 +72,7 @@ class Run:
     state: TriggerState  # this trigger's saved values: watermarks and the like
     attempt: int = 1
     payload: object = None
+    backfill: bool = False  # re-runs a past fire (`trigger --from/--to`), not the schedule's
     timed_out: bool = False
     _cancel_requested: threading.Event = field(default_factory=threading.Event, repr=False)
     _on_cancel: list[Callable[[], object]] = field(default_factory=list, repr=False)

@@ -25,10 +25,11 @@ from dataflow.runtime._connections import held_connections
 from dataflow.runtime._dispatcher import Dispatcher
 from dataflow.runtime._groups import first_error, unwrap
 from dataflow.runtime._health import MetricsServer, serve_metrics
+from dataflow.runtime._identity import open_workflow_state
 from dataflow.runtime._lock import exclusive_lock
 from dataflow.runtime._loopwatch import watch_event_loop
 from dataflow.runtime._metrics import RunMetrics
-from dataflow.runtime._statefile import open_state, watch_state_file
+from dataflow.runtime._statefile import watch_state_file
 from dataflow.runtime._stopping import wait_out_grace
 from dataflow.runtime._stopwatch import OVERDUE, StopWatch
 from dataflow.state import RunRecord, StateStore
@@ -61,7 +62,8 @@ class Runtime:
         self.name = workflow.workflow_name
         self.settings = settings or Settings()
         self.clock = clock or SystemClock()
-        self.state = state or open_state(self.settings.state_file(self.name), reset=reset_state)
+        # A store the caller passes in is used as it is.
+        self.state = state or open_workflow_state(type(workflow), self.settings, reset_state)
         limiter = anyio.CapacityLimiter(self.settings.max_worker_threads)
         self.dispatcher = Dispatcher(self.name, self.state, self.clock, limiter)
         self.stopping = anyio.Event()

@@ -10,9 +10,16 @@ from pathlib import Path
 
 from dataflow._core.errors import StateFileRefused, StateStoreError
 
+_FIX = "stop it first, or give this one its own DATAFLOW_STATE_PATH"
+
+
+def lock_path(state_path: Path) -> Path:
+    real = state_path.resolve()
+    return real.with_name(real.name + ".lock")
+
 
 @contextmanager
-def exclusive_lock(state_path: Path) -> Iterator[None]:
+def exclusive_lock(state_path: Path, *, fix: str = _FIX) -> Iterator[None]:
     """Hold an advisory lock on `<state file>.lock` while the runtime runs (released on exit,
     also when the process dies, since the kernel drops it with the file descriptor).
 
@@ -21,13 +28,12 @@ def exclusive_lock(state_path: Path) -> Iterator[None]:
     if str(state_path) == ":memory:":
         yield
         return
-    real = state_path.resolve()
-    lock_path = real.with_name(real.name + ".lock")
+    lock = lock_path(state_path)
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except IsADirectoryError:
         raise StateFileRefused(
-            f"lock file {lock_path} of state file {state_path} is a directory: remove it"
+            f"lock file {lock} of state file {state_path} is a directory: remove it"
         ) from None
     except OSError as exc:
         raise StateStoreError(f"cannot lock state file {state_path}: {exc}") from None
@@ -36,8 +42,7 @@ def exclusive_lock(state_path: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StateStoreError(
-                f"another dataflow process is running with state file {state_path}: "
-                "stop it first, or give this one its own DATAFLOW_STATE_PATH"
+                f"another dataflow process is running with state file {state_path}: {fix}"
             ) from None
         yield
     finally:

@@ -56,17 +56,25 @@ class RunBook:
             started_at=self.clock.now(),
             attempt=attempt,
             payload=request.payload,
+            backfill=request.backfill,
             state=TriggerState(self.state, self.workflow, request.trigger),
             _cancel_requested=threading.Event() if cancel is None else _CancelFlag(cancel),
         )
 
     def started(self, run: Run) -> None:
         self.state.record_run_start(
-            run.run_id, self.workflow, run.trigger, run.scheduled_at, run.started_at, run.attempt
+            run.run_id,
+            self.workflow,
+            run.trigger,
+            run.scheduled_at,
+            run.started_at,
+            run.attempt,
+            backfill=run.backfill,
         )
         with self._lock:
             self._in_flight[run.run_id] = run
-        log.info("run started", scheduled_at=iso(run.scheduled_at), attempt=run.attempt)
+        extra = {"backfill": True} if run.backfill else {}
+        log.info("run started", scheduled_at=iso(run.scheduled_at), attempt=run.attempt, **extra)
         for observer in self.observers:
             observer.run_started(run)
 

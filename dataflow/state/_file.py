@@ -127,9 +127,16 @@ def set_aside(path: Path) -> Path:
     """Move a refused file (and its -wal, -shm) to `<file>.broken-<UTC time>`; return it."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = path.with_name(f"{path.name}.broken-{stamp}")
-    os.rename(path, target)
+    move_state_file(path, target)
+    return target
+
+
+def move_state_file(path: Path, target: Path) -> None:
+    """Rename the file and its -wal and -shm (inodes kept, so the WAL it recorded stays its
+    own). The companions go first: the file's own rename is the step that counts, and a file
+    never arrives at `target` without the WAL that holds its newest writes."""
     for suffix in ("-wal", "-shm"):
         side = path.with_name(path.name + suffix)
         if side.exists():
             os.rename(side, target.with_name(target.name + suffix))
-    return target
+    os.rename(path, target)

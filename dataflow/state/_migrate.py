@@ -31,6 +31,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE dead_letters ADD COLUMN raw BLOB;
     """,
+    # 3: a run that re-ran a past fire (`trigger --from/--to`) says so; runs before were not.
+    """
+    ALTER TABLE runs ADD COLUMN backfill INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -47,6 +51,7 @@ COLUMNS = {
         "status",
         "attempt",
         "error",
+        "backfill",
     },
     "dead_letters": {
         "id",

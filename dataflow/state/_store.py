@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 from dataflow._core import offload
 from dataflow._core.clock import iso
 from dataflow._core.errors import StateFileRefused, StateStoreError
+from dataflow.state import _names
 from dataflow.state._file import check_before_open, record_identity, still_there
 from dataflow.state._migrate import bring_forward, readable_version
 
@@ -33,6 +34,7 @@ class RunRecord:
     status: str
     attempt: int
     error: str | None
+    backfill: bool = False  # a past fire run again by `trigger --from/--to` (schema 3)
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,10 @@ def _dt(value: str | None) -> datetime | None:
 
 
 _RUN_COLUMNS = (
-    "run_id, workflow, trigger, scheduled_at, started_at, ended_at, status, attempt, error"
+    "run_id, workflow, trigger, scheduled_at, started_at, ended_at, status, attempt, error,"
+    " backfill"
 )
+_IDS_PER_QUERY = 500  # well under SQLite's bound on parameters in one statement
 _LETTER_COLUMNS = "id, workflow, trigger, payload, error, created_at, retried_at, retry_status, raw"
 
 
@@ -148,6 +152,20 @@ class StateStore:
             ).fetchall()
         return [(t, k, v, datetime.fromisoformat(u)) for t, k, v, u in rows]
 
+    # -- the workflow's name (see _names.py) ---------------------------------------------
+    def unclaimed_rows(self, previous: str) -> bool:
+        """Rows saved under `previous` that no workflow of that name has claimed."""
+        with self._cursor() as cur:
+            return _names.has_rows(cur, previous) and not _names.is_claimed(cur, previous)
+
+    def rename_workflow(self, previous: str, name: str) -> int | None:
+        with self._cursor() as cur:
+            return _names.rename_rows(cur, previous, name)
+
+    def claim_workflow(self, name: str) -> None:
+        with self._cursor() as cur:
+            _names.claim(cur, name)
+
     # -- runs -----------------------------------------------------------------------------
     def record_run_start(
         self,
@@ -157,11 +175,13 @@ class StateStore:
         scheduled_at: datetime | None,
         started_at: datetime,
         attempt: int = 1,
+        *,
+        backfill: bool = False,
     ) -> None:
         with self._cursor() as cur:
             cur.execute(
                 "INSERT INTO runs (run_id, workflow, trigger, scheduled_at, started_at, status,"
-                " attempt) VALUES (?, ?, ?, ?, ?, 'running', ?)",
+                " attempt, backfill) VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
                 (
                     run_id,
                     workflow,
@@ -169,6 +189,7 @@ class StateStore:
                     iso(scheduled_at, utc=True),
                     iso(started_at, utc=True),
                     attempt,
+                    int(backfill),
                 ),
             )
 
@@ -190,21 +211,28 @@ class StateStore:
         limit: int = 50,
         run_id: str | None = None,
     ) -> list[RunRecord]:
-        """Newest first. `run_id`: runs whose id starts with it (the console's short ids)."""
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow=?"
-        params: list[Any] = [workflow]
-        if trigger is not None:
-            sql += " AND trigger=?"
-            params.append(trigger)
-        if run_id is not None:
-            sql += " AND substr(run_id, 1, ?)=?"
-            params += [len(run_id), run_id.lower()]
+        # `run_id`: the runs whose (lowercase hex) id starts with it, as the console shows ids.
+        where = {"workflow=?": workflow, "trigger=?": trigger, "instr(run_id, ?)=1": run_id}
+        given: dict[str, Any] = {test: value for test, value in where.items() if value is not None}
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE {' AND '.join(given)}"
         if failed_only:
             sql += " AND status IN ('failed', 'timed_out', 'cancelled', 'interrupted')"
         sql += " ORDER BY started_at DESC, rowid DESC LIMIT ?"
         with self._cursor() as cur:
-            rows = cur.execute(sql, [*params, limit]).fetchall()
+            rows = cur.execute(sql, [*given.values(), limit]).fetchall()
         return [_run_record(row) for row in rows]
+
+    def runs_by_id(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """The runs with these ids, in the order given (an id not recorded is left out)."""
+        found: dict[str, RunRecord] = {}
+        for start in range(0, len(run_ids), _IDS_PER_QUERY):
+            chunk = run_ids[start : start + _IDS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id IN ({marks})"
+            with self._cursor() as cur:
+                rows = cur.execute(sql, chunk).fetchall()
+            found |= {record.run_id: record for record in map(_run_record, rows)}
+        return [found[run_id] for run_id in run_ids if run_id in found]
 
     def mark_interrupted(self, workflow: str) -> list[RunRecord]:
         """Runs a previous process left 'running' (it died): mark them 'interrupted'."""
@@ -255,12 +283,11 @@ def _read_only_hint(path: Path) -> str:
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    run_id, workflow, trigger, scheduled, started, ended, status, attempt, error = row
+    run_id, workflow, trigger, scheduled, started, ended, status, attempt, error, backfill = row
     started_at = _dt(started)
     assert started_at is not None
-    return RunRecord(
-        run_id, workflow, trigger, _dt(scheduled), started_at, _dt(ended), status, attempt, error
-    )
+    times = (_dt(scheduled), started_at, _dt(ended))
+    return RunRecord(run_id, workflow, trigger, *times, status, attempt, error, bool(backfill))
 
 
 def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:

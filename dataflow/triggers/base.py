@@ -19,7 +19,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from dataflow._core.clock import Clock
-from dataflow._core.errors import WorkflowError
+from dataflow._core.errors import SettingsError, WorkflowError
 from dataflow._core.run import Run, RunStatus
 from dataflow.state import RunRecord, StateStore
 
@@ -52,6 +52,7 @@ class RunRequest:
     scheduled_at: datetime | None = None
     policy: RunPolicy = field(default_factory=RunPolicy)
     payload: Any = None
+    backfill: bool = False  # a past fire run again by `trigger --from/--to`
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,13 @@ class Trigger(ABC):
         passes it, built from `payload` (recorded with the run)."""
         return RunRequest(
             trigger=self.name, handler=self.handler, policy=self.run_policy, payload=payload
+        )
+
+    def backfill_request(self, fire_at: datetime) -> RunRequest:
+        """The run a backfill starts for the past fire `fire_at`: what the schedule's own fire
+        would have started, marked as a backfill. Only scheduled triggers have fires."""
+        raise SettingsError(
+            f"trigger {self.name!r} is a {self.kind} trigger; a backfill needs a cron trigger"
         )
 
     def retry_request(self, payload: str, raw: bytes | None, letter: int) -> RunRequest:

@@ -29,7 +29,7 @@ def test_triggers_are_collected_in_declaration_order_with_method_names() -> None
 
     assert names(Conrad) == ["initial_setup", "warm_cache", "etl_job"]
     assert [type(t.spec) for t in Conrad.__triggers__] == [StartupSpec, StartupSpec, CronSpec]
-    assert Conrad.workflow_name == "conrad"
+    assert Conrad.workflow_name == "test_workflow_definition"  # its file's name
 
 
 def test_decorators_return_the_function_unchanged() -> None:

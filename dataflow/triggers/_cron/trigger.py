@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any, Literal
@@ -201,9 +201,10 @@ class CronTrigger(Trigger):
             await record_skipped(ctx, self._request, skipped, f"{why}; not run by catchup/grace")
 
     def _interrupted(self, ctx: TriggerContext) -> list[datetime]:
-        """Fire times whose run the previous process did not finish: they count as missed."""
+        """Fire times whose run the previous process did not finish: they count as missed
+        (a backfill's run re-ran a past fire; its own process says what is left of it)."""
         records = ctx.interrupted.get(self.name, [])
-        return sorted({r.scheduled_at for r in records if r.scheduled_at is not None})
+        return sorted({r.scheduled_at for r in records if r.scheduled_at and not r.backfill})
 
     async def _catch_up(
         self, ctx: TriggerContext, gate: OverlapGate, last: datetime, interrupted: list[datetime]
@@ -240,6 +241,9 @@ class CronTrigger(Trigger):
         """The next fire time, in UTC: aware datetimes sharing a zone compare by wall time,
         ignoring `fold`, which would misorder the two passes of a repeated hour."""
         return self.schedule.next_after(after).astimezone(UTC)
+
+    def backfill_request(self, fire_at: datetime) -> RunRequest:
+        return replace(self._request(fire_at.astimezone(UTC)), backfill=True)
 
     def _request(self, fire_at: datetime) -> RunRequest:
         return RunRequest(
