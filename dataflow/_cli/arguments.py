@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,6 +112,12 @@ def _add_history(commands: Any) -> None:
     history = commands.add_parser("history", help="recent runs from the state file")
     _add_workflow_argument(history)
     history.add_argument("--trigger", metavar="TRIGGER", help="only this trigger's runs")
+    history.add_argument(
+        "--run",
+        type=_run_id,
+        metavar="ID",
+        help="only the run whose id starts with ID (the 8 hex digits the console log shows)",
+    )
     history.add_argument(
         "--failed",
         action="store_true",
@@ -233,6 +240,12 @@ def _seconds(text: str) -> float:
             f"expected a number of seconds from 0 to {_MAX_SECONDS:,}, not {text!r}"
         )
     return value
+
+
+def _run_id(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{1,32}", text):
+        raise argparse.ArgumentTypeError(f"expected a run id (hex digits), not {text!r}")
+    return text.lower()
 
 
 def _timestamp(text: str) -> datetime:

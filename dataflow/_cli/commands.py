@@ -166,7 +166,11 @@ def history_command(args: argparse.Namespace) -> int:
         return 0
     try:
         runs = store.runs(
-            workflow_class.workflow_name, args.trigger, failed_only=args.failed, limit=args.limit
+            workflow_class.workflow_name,
+            args.trigger,
+            failed_only=args.failed,
+            limit=args.limit,
+            run_id=args.run,
         )
     finally:
         store.close()

@@ -45,7 +45,7 @@ def show_triggers(
         "NEXT (UTC)",
         "STATE",
     )
-    print_table(headers, [_trigger_row(info, now) for info in infos])
+    print_table(headers, [_trigger_row(info, now) for info in infos], wrap=True)
 
 
 def _trigger_row(info: TriggerInfo, now: datetime) -> list[str]:

@@ -1,4 +1,4 @@
-"""structlog set-up: JSON lines for machines, readable lines on a terminal.
+"""structlog set-up: JSON lines for machines, readable lines on a terminal (`console.py`).
 
 Every line logged inside a run carries workflow, trigger and run_id through contextvars,
 which AnyIO copies into worker threads, so sync handlers get them too.
@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from dataflow._core.console import ConsoleLines
 from dataflow._core.redact import redact_text
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
@@ -127,10 +128,11 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     """Configure structlog. `fmt` is auto (JSON unless the stream is a TTY), json or console."""
     out = stream or sys.stdout
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    threshold = _LEVELS.get(level, logging.ERROR)
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        else ConsoleLines(colors=out.isatty(), debug=threshold <= logging.DEBUG)
     )
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -139,14 +141,14 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         structlog.processors.format_exc_info if use_json else _keep_exc_info,
         _escape_values,
         renderer if use_json else _masked(renderer),
-        _escape_line,  # the console renderer adds tracebacks itself: escape what it made
+        _escape_line,  # the console lines add tracebacks themselves: escape what they made
     ]
     writer = LineWriter(out)
     _writers.append(writer)
-    _route_stdlib_logging(_LEVELS.get(level, logging.ERROR))
+    _route_stdlib_logging(threshold)
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.ERROR)),
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=structlog.WriteLoggerFactory(writer),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
@@ -197,7 +199,7 @@ def _masked(renderer: Any) -> Any:
 
 
 def _keep_exc_info(_: Any, __: str, event: Any) -> Any:
-    return event  # the console renderer prints tracebacks itself
+    return event  # the console lines print tracebacks themselves
 
 
 def escape_surrogates(text: str) -> str:

@@ -30,6 +30,7 @@ from dataflow.runtime._loopwatch import watch_event_loop
 from dataflow.runtime._metrics import RunMetrics
 from dataflow.runtime._pruner import serve_history_pruning
 from dataflow.runtime._statefile import watch_state_file
+from dataflow.runtime._stopping import wait_out_grace
 from dataflow.runtime._stopwatch import OVERDUE, StopWatch
 from dataflow.state import RunRecord, Store
 from dataflow.triggers.base import Trigger, TriggerContext
@@ -238,7 +239,7 @@ class Runtime:
 
     async def _cancel_after_grace(self) -> None:
         await self.stopping.wait()
-        await anyio.sleep(self.settings.grace_period)
+        await wait_out_grace(self.clock, self.settings.grace_period, self.dispatcher.book.in_flight)
         if self.dispatcher.active:
             log.warning("grace period over", grace_period=self.settings.grace_period)
         self.cancel()

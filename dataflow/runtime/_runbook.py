@@ -42,6 +42,7 @@ class RunBook:
         self.clock = clock
         self.observers: list[RunObserver] = []  # metrics and the like; called on each run
         self._executing: dict[str, Run] = {}  # in-thread runs whose handler has not returned
+        self._in_flight: dict[str, Run] = {}  # runs started and not yet finished
         self._lock = threading.Lock()
 
     def new_run(
@@ -70,6 +71,8 @@ class RunBook:
             run.attempt,
             backfill=run.backfill,
         )
+        with self._lock:
+            self._in_flight[run.run_id] = run
         extra = {"backfill": True} if run.backfill else {}
         log.info("run started", scheduled_at=iso(run.scheduled_at), attempt=run.attempt, **extra)
         for observer in self.observers:
@@ -79,11 +82,19 @@ class RunBook:
         # A traceback shows source lines: one may hold a connection URI with its password.
         error = None if outcome.error is None else redact_text(error_text(outcome.error))
         ended_at = self.clock.now()
+        with self._lock:
+            self._in_flight.pop(run.run_id, None)
         self.state.record_run_end(run.run_id, outcome.status, ended_at, error)
         seconds = (ended_at - run.started_at).total_seconds()
         log.info("run finished", status=outcome.status.value, duration=seconds)
         for observer in self.observers:
             observer.run_finished(run, outcome.status, seconds)
+
+    def in_flight(self) -> list[Run]:
+        """Runs started and not finished (however they execute), the longest-running first."""
+        with self._lock:
+            runs = list(self._in_flight.values())
+        return sorted(runs, key=lambda run: run.started_at)
 
     @contextmanager
     def executing(self, run: Run) -> Iterator[None]:

@@ -26,17 +26,21 @@ _INTERRUPTED_WHY = "the process stopped during the run"
 
 
 def select_runs(
-    cur: sqlite3.Cursor, workflow: str, trigger: str | None, failed_only: bool, limit: int
+    cur: sqlite3.Cursor,
+    workflow: str,
+    trigger: str | None,
+    failed_only: bool,
+    limit: int,
+    run_id: str | None = None,
 ) -> list[RunRecord]:
-    sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow=?"
-    params: list[Any] = [workflow]
-    if trigger is not None:
-        sql += " AND trigger=?"
-        params.append(trigger)
+    """`run_id`: the runs whose (lowercase hex) id starts with it, as the console shows ids."""
+    where = {"workflow=?": workflow, "trigger=?": trigger, "instr(run_id, ?)=1": run_id}
+    given: dict[str, Any] = {test: value for test, value in where.items() if value is not None}
+    sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE {' AND '.join(given)}"
     if failed_only:
         sql += f" AND {FAILED}"
     sql += " ORDER BY started_at DESC, rowid DESC LIMIT ?"
-    return [run_record(row) for row in cur.execute(sql, [*params, limit]).fetchall()]
+    return [run_record(row) for row in cur.execute(sql, [*given.values(), limit]).fetchall()]
 
 
 def select_runs_by_id(cur: sqlite3.Cursor, run_ids: Sequence[str]) -> list[RunRecord]:

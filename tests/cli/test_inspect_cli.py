@@ -191,10 +191,15 @@ def test_list_shows_next_fires_in_zone_and_utc_policies_and_last_fire(
     ]
 
 
-def test_list_table_is_plain_when_piped(shop: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_table_is_plain_when_piped(
+    shop: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Piped: no escape codes; long cells wrap inside their column to fit 100 columns."""
+    monkeypatch.setenv("COLUMNS", "100")
     code, out = cli(shop, "list", "--next", "1", "--after", "2026-03-02T09:50:00Z", capsys=capsys)
     assert code == 0 and "\x1b" not in out
     lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 100
     assert lines[0].split() == [
         "TRIGGER",
         "KIND",
@@ -208,10 +213,12 @@ def test_list_table_is_plain_when_piped(shop: Path, capsys: pytest.CaptureFixtur
         "(UTC)",
         "STATE",
     ]
-    sync = next(line for line in lines if line.startswith("sync"))
-    assert "*/15 * * * *" in sync and "overlap=skip" in sync
-    assert "2026-03-02 11:00:00 CET" in sync and "2026-03-02 10:00:00Z" in sync
-    assert "last fire 2026-03-02 09:45:00Z" in sync
+    first = lines.index(next(line for line in lines if line.startswith("sync")))
+    block = lines[first : lines.index("", first)]  # the row and the lines its cells wrap to
+    assert "*/15 * * * *" in block[0] and "overlap=skip" in block[0]
+    assert "2026-03-02" in block[0] and "11:00:00 CET" in block[1] and "10:00:00Z" in block[1]
+    state = " ".join(line[lines[0].index("STATE") :] for line in block)  # the last column
+    assert state.startswith("last fire 2026-03-02 09:45:00Z")
 
 
 def test_list_needs_no_state_file_and_creates_none(
@@ -276,6 +283,30 @@ def test_history_filters_by_trigger_failure_and_limit(
     ]
     limited = cli_json(shop, "history", "--trigger", "sync", "--limit", "2", capsys=capsys)
     assert [r["scheduled_at"][11:16] for r in limited] == ["09:45", "09:30"]
+
+
+def test_history_finds_a_run_by_the_short_id_the_console_log_shows(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failed = cli_json(shop, "history", "--failed", capsys=capsys)[0]
+    short = failed["run_id"][:8]
+    code, out = cli(shop, "history", "--run", short.upper(), capsys=capsys)
+    assert code == 0
+    assert [line.split()[:2] for line in out.splitlines()[1:]] == [[short, "sync"]]
+    [found] = cli_json(shop, "history", "--run", short, capsys=capsys)
+    assert found["run_id"] == failed["run_id"] and found["status"] == "failed"
+    assert cli_json(shop, "history", "--run", failed["run_id"], capsys=capsys) == [found]
+
+
+def test_history_refuses_a_run_id_that_is_not_hex(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["history", str(shop / "workflows" / "shop.py"), "--run", "run-42"]
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "--run: expected a run id (hex digits), not 'run-42'" in line
 
 
 # -- trigger ------------------------------------------------------------------------------------
