@@ -9,7 +9,8 @@
     ├── StartupFailed             a @startup handler failed; nothing else was started
     ├── TriggerFailed             a trigger could not start, or stopped on an error
     ├── StateStoreError           the state file cannot be opened or written
-    │   └── StateFileRefused      it is not one this dataflow may use (empty, foreign, newer)
+    │   ├── StateFileRefused      it is not one this dataflow may use (empty, foreign, newer)
+    │   └── LeaseLost             a fenced write by a stream's former owner (another has the lease)
     ├── StateValueError           a trigger-state value cannot be kept or read (also a ValueError)
     ├── DataflowConnectionError   a connection cannot be opened or used (also a ConnectionError)
     │   └── ConnectionLostError   it dropped during a call
@@ -113,6 +114,12 @@ class StateFileRefused(StateStoreError):
     def __init__(self, message: str, *, resettable: bool = False) -> None:
         super().__init__(message)
         self.resettable = resettable
+
+
+class LeaseLost(StateStoreError):
+    """A write fenced by a lease's term came from an owner whose term is over: another replica
+    acquired the stream's lease since, so this write is refused and the caller must stop
+    reading the stream (it no longer owns it)."""
 
 
 class StateValueError(DataflowError, ValueError):

@@ -16,7 +16,7 @@ from dataflow._core.errors import StateFileRefused
 from dataflow._core.logs import get_logger
 from dataflow._core.settings import Settings
 from dataflow.runtime._statefile import open_state
-from dataflow.state import SqliteStore
+from dataflow.state import PostgresStore, SqliteStore, Store
 from dataflow.state._file import move_state_file
 from dataflow.state._lock import exclusive_lock, lock_path
 from dataflow.state._names import claimed_in_file
@@ -27,9 +27,12 @@ log = get_logger("dataflow.runtime")
 
 def open_workflow_state(
     workflow_class: type[Workflow], settings: Settings, reset: bool = False
-) -> SqliteStore:
-    """The runtime's store: the state file (`--reset-state`: see `open_state`) with what was
-    saved under the workflow's previous name carried over."""
+) -> Store:
+    """The runtime's store: the PostgreSQL store of DATAFLOW_STATE_URL, or else the state file
+    (`--reset-state`: see `open_state`) with what was saved under the workflow's previous name
+    carried over (a PostgreSQL store came after that rename: it has no rows under old names)."""
+    if settings.state_url is not None:
+        return PostgresStore(settings.state_url)
     store = open_state(state_file_of(workflow_class, settings), reset=reset)
     try:
         claim_state(store, workflow_class)
