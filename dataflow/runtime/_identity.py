@@ -25,14 +25,20 @@ from dataflow.triggers.workflow import Workflow, previous_workflow_name
 log = get_logger("dataflow.runtime")
 
 
-def open_workflow_state(
-    workflow_class: type[Workflow], settings: Settings, reset: bool = False
-) -> Store:
-    """The runtime's store: the PostgreSQL store of DATAFLOW_STATE_URL, or else the state file
-    (`--reset-state`: see `open_state`) with what was saved under the workflow's previous name
-    carried over (a PostgreSQL store came after that rename: it has no rows under old names)."""
+def open_store(workflow_class: type[Workflow], settings: Settings, reset: bool = False) -> Store:
+    """The runtime's store: the PostgreSQL store of DATAFLOW_STATE_URL (a store replicas share;
+    it came after the workflow rename, so no rows wait under a previous name), or else the
+    workflow's state file."""
     if settings.state_url is not None:
         return PostgresStore(settings.state_url)
+    return open_workflow_state(workflow_class, settings, reset)
+
+
+def open_workflow_state(
+    workflow_class: type[Workflow], settings: Settings, reset: bool = False
+) -> SqliteStore:
+    """The workflow's state file (`--reset-state`: see `open_state`) with what was saved under
+    the workflow's previous name carried over."""
     store = open_state(state_file_of(workflow_class, settings), reset=reset)
     try:
         claim_state(store, workflow_class)

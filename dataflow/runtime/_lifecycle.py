@@ -25,7 +25,7 @@ from dataflow.runtime._connections import held_connections
 from dataflow.runtime._dispatcher import Dispatcher
 from dataflow.runtime._groups import first_error, unwrap
 from dataflow.runtime._health import MetricsServer, serve_metrics
-from dataflow.runtime._identity import open_workflow_state
+from dataflow.runtime._identity import open_store
 from dataflow.runtime._loopwatch import watch_event_loop
 from dataflow.runtime._metrics import RunMetrics
 from dataflow.runtime._pruner import serve_history_pruning
@@ -63,7 +63,7 @@ class Runtime:
         self.settings = settings or Settings()
         self.clock = clock or SystemClock()
         # A store the caller passes in is used as it is.
-        self.state = state or open_workflow_state(type(workflow), self.settings, reset_state)
+        self.state = state or open_store(type(workflow), self.settings, reset_state)
         limiter = anyio.CapacityLimiter(self.settings.max_worker_threads)
         self.dispatcher = Dispatcher(self.name, self.state, self.clock, limiter)
         self.stopping = anyio.Event()

@@ -201,7 +201,7 @@ def test_replicas_starting_together_migrate_once(schema: str) -> None:
 def test_a_schema_of_a_newer_dataflow_is_refused(schema: str) -> None:
     PostgresStore(schema_url(schema)).close()
     sql(schema, "UPDATE dataflow_schema SET version = 99")
-    with pytest.raises(StateStoreError, match="newer dataflow.*schema 99"):
+    with pytest.raises(StateStoreError, match=r"newer dataflow.*schema 99"):
         PostgresStore(schema_url(schema))
 
 
