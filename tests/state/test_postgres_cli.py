@@ -6,6 +6,7 @@ a URL that cannot work. The password in the URL never reaches the output."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from dataflow import Runtime, Settings
 from dataflow._cli.loader import load_workflow
 from dataflow.main import main
 from dataflow.testing import FakeClock
+from tests._paths import ROOT
 from tests._runtime import START
 from tests.state._pg_store import CLOSED_PORT, fresh_schema, schema_url
 
@@ -175,3 +177,18 @@ def test_without_psycopg_the_error_says_what_to_install(
     code, _, err = cli("history", str(workflow_file), "--state", url, capsys=capsys)
     assert code == 1 and err.count("\n") == 1
     assert "psycopg, which is not installed: pip install 'dataflow-runtime[postgresql]'" in err
+
+
+def test_import_dataflow_and_the_sqlite_default_never_load_psycopg(tmp_path: Path) -> None:
+    """psycopg is imported by the first PostgreSQL store only: a process that imports dataflow
+    and uses a state file never loads it."""
+    code = (
+        "import sys, dataflow\n"
+        "from dataflow.state import PostgresStore, SqliteStore\n"
+        f"SqliteStore({str(tmp_path / 'state.db')!r}).close()\n"
+        "print('psycopg' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "False\n", "")
