@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,7 +46,7 @@ class _Slot:
     job: CronJob
     after: datetime
     busy: bool = False
-    steps: list[_Step] = field(default_factory=list)
+    steps: list[_Step] | None = None  # made when needed: most triggers never see a step
     gate: OverlapGate | None = None
 
 
@@ -180,6 +180,7 @@ class CronScheduler:
             slot.after = await act(self._ctx, self._gate(slot), *args)
             while slot.steps:
                 await self._apply_step(slot, slot.steps.pop(0))
+            slot.steps = None
         except Exception as exc:
             raise TriggerFailed(slot.job.name, exc) from exc
         slot.busy = False
@@ -245,7 +246,7 @@ class CronScheduler:
         """Triggers busy firing apply `step` when done; how many there are."""
         busy = [slot for slot in self._slots if slot.busy]
         for slot in busy:
-            slot.steps.append(step)
+            slot.steps = [*(slot.steps or []), step]
         return len(busy)
 
     async def _apply_step(self, slot: _Slot, step: _Step) -> None:
