@@ -30,7 +30,7 @@ from dataflow._core.errors import StateStoreError, TriggerFailed
 from dataflow._core.logs import get_logger
 from dataflow.triggers._cron.job import CronJob, last_fires
 from dataflow.triggers._cron.overlap import OverlapGate
-from dataflow.triggers._cron.steps import StepWatch
+from dataflow.triggers._cron.steps import LateReport, StepWatch
 from dataflow.triggers.base import TriggerContext
 
 log = get_logger("dataflow.trigger")
@@ -73,6 +73,7 @@ class CronScheduler:
         self._tg: TaskGroup | None = None
         self._ctx: TriggerContext | None = None
         self._watch: StepWatch | None = None
+        self._late: LateReport | None = None
         self.wakes = 0  # for tests and benchmarks: how often the scheduler woke
 
     def failure(self, error: BaseException) -> BaseException:
@@ -85,7 +86,7 @@ class CronScheduler:
         self, ctx: TriggerContext, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         items = await ctx.state.call(ctx.state.state_items, ctx.workflow)
-        self._ctx, self._watch = ctx, StepWatch(ctx.clock)
+        self._ctx, self._watch, self._late = ctx, StepWatch(ctx.clock), LateReport(ctx.clock)
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -147,21 +148,17 @@ class CronScheduler:
             scope.cancel()
 
     def _start_due(self, now: datetime) -> None:
-        """Hand every fire due at `now` to a task; one warning for all that woke late."""
-        late: list[tuple[CronJob, list[datetime]]] = []
+        """Hand every fire due at `now` to a task; fires that came due while the scheduler
+        was late are reported together (`LateReport`)."""
+        assert self._late is not None
         while self._heap and self._heap[0][0] <= now:
             _, _, slot, fire_at = heapq.heappop(self._heap)
             due = slot.job.due_fires(fire_at, now)
             if len(due) > 1:
-                late.append((slot.job, due))
+                self._late.add(slot.job.name, len(due), now - due[0])
             self._fire_in_task(slot, slot.job.fire_due, due, now)
-        if late:
-            log.warning(
-                "trigger woke late: fires came due meanwhile",
-                **({"trigger": late[0][0].name} if len(late) == 1 else {"triggers": len(late)}),
-                due=sum(len(due) for _, due in late),
-                late=max((now - due[0]).total_seconds() for _, due in late),
-            )
+        if (fields := self._late.report()) is not None:
+            log.warning("trigger woke late: fires came due meanwhile", **fields)
 
     def _fire_in_task(
         self, slot: _Slot, act: Callable[..., Awaitable[datetime]], *args: Any

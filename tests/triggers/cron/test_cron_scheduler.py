@@ -17,6 +17,7 @@ import sniffio
 from dataflow import Workflow, cronjob, current_run
 from dataflow.state import RunRecord, StateStore
 from dataflow.testing import FakeClock
+from dataflow.triggers._cron.steps import LateReport
 from tests._runtime import START, captured_logs, running, until
 
 pytestmark = pytest.mark.anyio
@@ -118,7 +119,8 @@ async def test_a_wall_step_is_logged_once_and_each_trigger_applies_its_policy(
     hourly = [f"{i % 60} * * * *" for i in range(200)]
     daily = [f"{i % 60} 10 * * *" for i in range(200)]
     with captured_logs() as logs:
-        async with running(many(hourly + daily, fired), tmp_path, clock=clock, autojump=False):
+        wf = many(hourly + daily, fired, overlap="allow")  # a run still ending is no overlap
+        async with running(wf, tmp_path, clock=clock, autojump=False):
             clock.set(START + 2 * HOUR + 30 * SECOND)  # 11:00:30
             await until(lambda: len(fired) >= 400, timeout=60)
             clock.set(START + HOUR + 30 * SECOND)  # back to 10:00:30
@@ -166,3 +168,21 @@ async def test_a_late_loop_with_many_triggers_is_one_late_warning_and_no_step(
         for n in range(1, 7):
             expected = "succeeded" if n in (1, 6) else "skipped"
             assert statuses[(f"job_{i}", START + n * SECOND)] == expected
+
+
+def test_late_fires_are_reported_at_once_then_at_most_every_ten_seconds() -> None:
+    """An overloaded scheduler is late on every wake: the first late fires are reported at
+    once, later ones summed into one line at most every 10 s (monotonic), none dropped."""
+    clock = FakeClock(START)
+    report = LateReport(clock)
+    assert report.report() is None  # nothing late
+    report.add("a", 3, 2 * SECOND)
+    assert report.report() == {"trigger": "a", "triggers": 1, "due": 3, "late": 2.0}
+    report.add("a", 2, SECOND)
+    report.add("b", 4, 5 * SECOND)
+    clock.advance(9.9)
+    assert report.report() is None
+    clock.set(START + HOUR)  # a wall step is no time passing
+    assert report.report() is None
+    clock.advance(0.1)
+    assert report.report() == {"triggers": 2, "due": 6, "late": 5.0}
