@@ -74,7 +74,6 @@ class CronScheduler:
         self._ctx: TriggerContext | None = None
         self._watch: StepWatch | None = None
         self._late: LateReport | None = None
-        self.wakes = 0  # for tests and benchmarks: how often the scheduler woke
 
     def failure(self, error: BaseException) -> BaseException:
         """The error the runtime raises when serving failed: a trigger's is already named."""
@@ -105,11 +104,11 @@ class CronScheduler:
         for job in self.jobs:
             last = lasts.get(job.name)
             resume = job.resume_point(ctx, last, now)
-            slot = _Slot(job, resume or last or now)
-            self._slots.append(slot)
-            if resume is None and last is not None:
+            if resume is None and last is not None:  # fires were missed: catch up first
+                self._slots.append(slot := _Slot(job, last))
                 self._fire_in_task(slot, job.catch_up, last)
             else:
+                self._slots.append(slot := _Slot(job, resume or now))
                 self._heap.append(self._entry(slot))
         heapq.heapify(self._heap)
 
@@ -117,7 +116,6 @@ class CronScheduler:
         assert self._watch is not None
         while not ctx.stopping.is_set():
             await self._nap(ctx.clock)
-            self.wakes += 1
             now, step = self._watch.look()
             if step > _ZERO:
                 self._stepped_forward(now, step)
