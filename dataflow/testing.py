@@ -64,9 +64,15 @@ class FakeClock:
             await anyio.lowlevel.checkpoint()
             return
         wake = anyio.Event()
-        heapq.heappush(self._sleepers, (self._mono + seconds, next(self._seq), wake))
+        entry = (self._mono + seconds, next(self._seq), wake)
+        heapq.heappush(self._sleepers, entry)
         self._waiter_added.set()
-        await wake.wait()
+        try:
+            await wake.wait()
+        finally:
+            if not wake.is_set():  # cancelled (the cron scheduler's nap): autojump must not
+                self._sleepers.remove(entry)  # stop at a deadline nobody waits for
+                heapq.heapify(self._sleepers)
 
     def next_deadline(self) -> datetime | None:
         """The wall time at which the next sleeper (wall or monotonic) is due."""

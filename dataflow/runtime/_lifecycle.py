@@ -1,7 +1,8 @@
 """One task group owns everything: startup group, then trigger group, then a graceful stop.
 
 startup: every @startup handler concurrently; one failure cancels the rest -> StartupFailed
-triggers: each `await tg.start(trigger.serve)`, so one that cannot start fails at once
+triggers: each `await tg.start(server.serve)`, so one that cannot start fails at once
+    (a server is one trigger, or all cron triggers together: one scheduler)
 stop (first signal): stop firing, give in-flight runs `grace_period`, then cancel them
 stop (second signal): cancel at once
 """
@@ -33,7 +34,7 @@ from dataflow.runtime._statefile import watch_state_file
 from dataflow.runtime._stopping import wait_out_grace
 from dataflow.runtime._stopwatch import OVERDUE, StopWatch
 from dataflow.state import RunRecord, Store
-from dataflow.triggers.base import Trigger, TriggerContext
+from dataflow.triggers.base import Server, Trigger, TriggerContext, servers
 from dataflow.triggers.workflow import Workflow
 
 log = get_logger("dataflow.runtime")
@@ -211,29 +212,29 @@ class Runtime:
         async with anyio.create_task_group() as runs:
             self.dispatcher.bind(runs)
             async with anyio.create_task_group() as firing:
-                for trigger in triggers:
+                for server in servers(triggers):  # all cron triggers: one scheduler
                     if self.stopping.is_set():  # stopped while the triggers were starting
                         break
-                    await firing.start(self._serve_one, trigger, ctx)
+                    await firing.start(self._serve_one, server, ctx)
                 else:
                     self.started.set()
                     log.info("workflow running", workflow=self.name, triggers=len(triggers))
             self.dispatcher.bind(None)
 
     async def _serve_one(
-        self, trigger: Trigger, ctx: TriggerContext, *, task_status: TaskStatus[None]
+        self, server: Server, ctx: TriggerContext, *, task_status: TaskStatus[None]
     ) -> None:
-        """Serve one trigger until stopping; wrap its failure so it names the trigger."""
+        """Serve a trigger (or a group) until stopping; its failure names the trigger."""
         ready = False
         try:
             async with anyio.create_task_group() as tg:
-                if trigger.cancel_on_stop:
+                if server.cancel_on_stop:
                     tg.start_soon(_cancel_when_set, self.stopping, tg.cancel_scope)
-                await tg.start(trigger.serve, ctx)
+                await tg.start(server.serve, ctx)
                 ready = True
                 task_status.started()
         except Exception as exc:
-            raise TriggerFailed(trigger.name, unwrap(exc)) from exc
+            raise server.failure(unwrap(exc)) from exc
         if not ready:  # stopped before it was ready: done, not failed (else: RuntimeError,
             task_status.started()  # "child exited without calling task_status.started()")
 
