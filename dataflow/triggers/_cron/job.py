@@ -21,7 +21,7 @@ import anyio
 
 from dataflow._core.clock import iso
 from dataflow._core.logs import get_logger
-from dataflow.state._store import LAST_FIRE  # where a store keeps a trigger's last fire
+from dataflow.state._store import LAST_FIRE as LAST_FIRE  # where a store keeps last fires
 from dataflow.triggers._cron.missed import (
     COUNT_LIMIT,
     MAX_CATCHUP_RUNS,
