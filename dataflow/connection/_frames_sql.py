@@ -31,6 +31,9 @@ from dataflow._core.errors import FrameWriteError
 
 __all__ = ["sql_columns"]
 
+Values = np.ndarray[Any, np.dtype[np.object_]]
+Mask = np.ndarray[Any, np.dtype[np.bool_]]
+
 _PLAIN_OBJECTS = frozenset({"string", "bytes", "empty"})  # only NaN → None needed
 _SCALARS = (str, bytes, bytearray, int, float, decimal.Decimal, dt.date, dt.time)
 
@@ -85,7 +88,12 @@ def _objects(column: pd.Series[Any], name: str, text_times: bool, target: str) -
     if kind in ("complex", "interval", "period"):
         raise _unsupported(name, kind, target)
     fast = _TEXT_CELLS.get(kind) if text_times else _NATIVE_CELLS.get(kind)
-    cell = fast or (_text_cell if text_times else _native_cell)
+    if fast is not None:
+        present = column.notna().to_numpy()  # None, NaN, NaT, NA and Decimal('NaN')
+        out = np.full(len(values), None, dtype=object)
+        out[present] = fast(values, present)
+        return out.tolist()
+    cell = _text_cell if text_times else _native_cell
     try:
         return [cell(value) for value in values]
     except TypeError as refused:
@@ -150,21 +158,22 @@ def _text_cell(value: Any) -> Any:
     return _cell(value, True)
 
 
-def _kept(value: Any) -> Any:
-    return None if _missing(value) else value
+def _kept(values: Values, present: Mask) -> list[Any]:
+    return values[present].tolist()  # type: ignore[no-any-return]
 
 
-def _text(value: Any) -> Any:
-    return None if _missing(value) else str(value)
+def _text(values: Values, present: Mask) -> list[Any]:
+    return list(map(str, values[present]))
 
 
-def _iso(value: Any) -> Any:
-    return None if _missing(value) else value.isoformat()
+def _iso(values: Values, present: Mask) -> list[Any]:
+    return [value.isoformat() for value in values[present]]
 
 
-# Object columns of one kind (pandas' infer_dtype) take a shorter path than mixed ones.
-_NATIVE_CELLS: dict[str, Callable[[Any], Any]] = {"decimal": _kept, "date": _kept}
-_TEXT_CELLS: dict[str, Callable[[Any], Any]] = {"decimal": _text, "date": _iso}
+# Object columns of one kind (pandas' infer_dtype) convert their present cells in one pass,
+# with no per-cell type checks; mixed columns go through `_cell`.
+_NATIVE_CELLS: dict[str, Callable[[Values, Mask], list[Any]]] = {"decimal": _kept, "date": _kept}
+_TEXT_CELLS: dict[str, Callable[[Values, Mask], list[Any]]] = {"decimal": _text, "date": _iso}
 
 
 def _unsupported(name: str, kind: str, target: str) -> FrameWriteError:

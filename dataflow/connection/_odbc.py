@@ -67,7 +67,7 @@ class OdbcConnection(OdbcRunner):
         from dataflow.connection._frames import rows_to_frame  # pandas loads only when used
 
         names, rows = self._run("fetch_df", lambda cur: _fetch_all(cur, sql, params), timeout, True)
-        return rows_to_frame([tuple(row) for row in rows], columns=names)
+        return rows_to_frame(list(map(tuple, rows)), columns=names)
 
     def iter_batches(
         self, sql: str, params: Params = (), size: int = 1000, *, timeout: float | None = None
