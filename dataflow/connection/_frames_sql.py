@@ -111,6 +111,8 @@ def _missing(value: Any) -> bool:
         return True
     if isinstance(value, float | np.floating):
         return math.isnan(value)
+    if isinstance(value, np.datetime64 | np.timedelta64):
+        return bool(np.isnat(value))
     return isinstance(value, decimal.Decimal) and value.is_nan()
 
 

@@ -346,3 +346,28 @@ def test_sql_server_live_round_trip_and_upsert() -> None:
             ]
         finally:
             conn.execute(f"DROP TABLE {name}")
+
+
+def test_mixed_object_columns_convert_cell_by_cell() -> None:
+    """numpy scalars, NaT of either kind, aware and naive datetimes in one object column."""
+    from dataflow.connection._frames_sql import sql_columns
+
+    berlin = dt.timezone(dt.timedelta(hours=2))
+    cells: list[Any] = [
+        np.int64(3),
+        np.float64("nan"),
+        np.datetime64("NaT"),
+        np.timedelta64(3, "s"),
+    ]
+    cells += [dt.datetime(2024, 6, 1, 12, tzinfo=berlin), pd.Timestamp("2024-01-01 00:00:00.5")]
+    cells += [D("2.50"), dt.date(2024, 1, 2), True, "x"]
+    frame = pd.DataFrame({"mixed": pd.Series(cells, dtype=object)})
+    text = ["2024-06-01T10:00:00.000000+00:00", "2024-01-01T00:00:00.500000", "2.50", "2024-01-02"]
+    assert sql_columns(frame, text_times=True, target="t") == [
+        [3, None, None, 3.0, *text, True, "x"]
+    ]
+    native: list[Any] = [dt.datetime(2024, 6, 1, 10), dt.datetime(2024, 1, 1, 0, 0, 0, 500000)]
+    native += [D("2.50"), dt.date(2024, 1, 2)]
+    assert sql_columns(frame, text_times=False, target="t") == [
+        [3, None, None, 3.0, *native, True, "x"]
+    ]
