@@ -222,7 +222,17 @@ class MongoDB(Connection):
         """
         from dataflow.connection._mongo_frames import write_frame
 
-        return write_frame(self, collection, frame, mode, keys, batch_size, timeout)
+        return write_frame(
+            collection,
+            frame,
+            mode,
+            keys,
+            batch_size,
+            lambda batch: self.insert_many(collection, batch, timeout=timeout),
+            lambda rows, key: self.upsert_many(
+                collection, rows, key=key, batch_size=batch_size, timeout=timeout
+            ),
+        )
 
     def delete_many(
         self, collection: str, filters: Mapping[str, Any], *, timeout: float | None = None

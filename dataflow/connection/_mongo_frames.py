@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from dataflow.connection._frames import frame_to_documents
 
@@ -11,17 +11,18 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from dataflow.connection._frame_write import Mode
-    from dataflow.connection._mongo import MongoDB
+
+Documents = list[dict[str, Any]]
 
 
 def write_frame(
-    db: MongoDB,
     collection: str,
     frame: pd.DataFrame,
     mode: Mode,
     keys: str | Sequence[str],
     batch_size: int,
-    timeout: float | None,
+    insert_many: Callable[[Documents], object],
+    upsert_many: Callable[[Documents, str | list[str]], object],
 ) -> int:
     """Insert (`insert_many`) or upsert (`upsert_many` by `keys`) the rows; returns the count.
 
@@ -43,9 +44,9 @@ def write_frame(
     documents = frame_to_documents(frame)
     if mode == "upsert":
         key = key_list[0] if len(key_list) == 1 else key_list
-        db.upsert_many(collection, documents, key=key, batch_size=batch_size, timeout=timeout)
+        upsert_many(documents, key)  # upsert_many batches itself
     else:
         for start in range(0, len(documents), batch_size):
             batch = documents[start : start + batch_size]
-            db.insert_many(collection, batch, timeout=timeout)
+            insert_many(batch)
     return len(documents)
