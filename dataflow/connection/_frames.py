@@ -18,7 +18,7 @@ import pandas as pd
 from bson.decimal128 import Decimal128
 from pandas.api.types import infer_dtype, is_datetime64_any_dtype, is_timedelta64_dtype
 
-__all__ = ["frame_to_documents", "query_frame", "rows_to_frame"]
+__all__ = ["frame_to_documents", "rows_to_frame"]
 
 _PLAIN_OBJECTS = frozenset({"string", "bytes", "empty"})  # object columns needing only NaN → None
 
@@ -54,22 +54,6 @@ def rows_to_frame(
     if frame.columns.has_duplicates:
         raise ValueError(f"duplicate column names: {list(frame.columns)}")
     return pd.DataFrame({name: _typed(frame[name]) for name in frame.columns}, index=frame.index)
-
-
-def query_frame(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """`rows_to_frame(rows, columns=names)` for a query's result (tuples or driver rows).
-
-    The rows are turned into columns in one C-level pass (`zip`), not into tuples first and
-    then into pandas' own row-to-column copy: `fetch_df` spends most of its Python time there.
-    """
-    if len(set(names)) != len(names):
-        raise ValueError(f"duplicate column names: {list(names)}")
-    columns = zip(*rows, strict=True) if rows else (() for _ in names)
-    typed = {
-        name: _typed(pd.Series(np.fromiter(values, dtype=object, count=len(rows)), dtype=object))
-        for name, values in zip(names, columns, strict=True)
-    }
-    return pd.DataFrame(typed, index=pd.RangeIndex(len(rows)), columns=list(names))
 
 
 def _column_values(column: pd.Series[Any]) -> list[Any]:

@@ -64,10 +64,10 @@ class OdbcConnection(OdbcRunner):
         self, sql: str, params: Params = (), *, timeout: float | None = None
     ) -> pd.DataFrame:
         """Run a query and return a DataFrame with sensible dtypes (see `rows_to_frame`)."""
-        from dataflow.connection._frames import query_frame  # pandas loads only when used
+        from dataflow.connection._frames import rows_to_frame  # pandas loads only when used
 
         names, rows = self._run("fetch_df", lambda cur: _fetch_all(cur, sql, params), timeout, True)
-        return query_frame(names, rows)
+        return rows_to_frame(list(map(tuple, rows)), columns=names)
 
     def iter_batches(
         self, sql: str, params: Params = (), size: int = 1000, *, timeout: float | None = None

@@ -82,10 +82,10 @@ class SQLiteConnection(SqlConnection):
         self, sql: str, params: Params = (), *, timeout: float | None = None
     ) -> pd.DataFrame:
         """Run a query and return a DataFrame with sensible dtypes (see `rows_to_frame`)."""
-        from dataflow.connection._frames import query_frame  # pandas loads only when used
+        from dataflow.connection._frames import rows_to_frame  # pandas loads only when used
 
         names, rows = self._run("fetch_df", lambda cnxn: _fetch_all(cnxn, sql, params), timeout)
-        return query_frame(names, rows)
+        return rows_to_frame(rows, columns=names)
 
     def iter_batches(
         self, sql: str, params: Params = (), size: int = 1000, *, timeout: float | None = None
