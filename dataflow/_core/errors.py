@@ -16,7 +16,8 @@
     │   └── ConnectionLostError   it dropped during a call
     ├── DataflowSQLError          a statement failed; keeps the driver's code
     │   ├── QueryTimeoutError     ran past its timeout (also a TimeoutError)
-    │   └── QueryCancelledError   stopped by cancel()
+    │   ├── QueryCancelledError   stopped by cancel()
+    │   └── FrameWriteError       a DataFrame cannot be written as it is (write_frame)
     ├── BulkUpsertError           some records of an upsert_many were refused
     ├── ChangeStreamUnavailable   the server cannot serve change streams
     └── ChangeStreamStopped       a change-stream trigger stopped on purpose
@@ -163,6 +164,12 @@ class QueryCancelledError(DataflowSQLError):
     """The statement was stopped by `cancel()`, usually because its run was cancelled."""
 
 
+class FrameWriteError(DataflowSQLError, ValueError):
+    """`write_frame` refused a DataFrame before writing anything: a column the target cannot
+    hold, columns that do not match the table's, or an upsert the source cannot do. The message
+    names the columns (and their type) and the fix. Also a `ValueError`: it is bad input."""
+
+
 class UpsertFailure(NamedTuple):
     """One record that `upsert_many` could not write, with the server's error."""
 
@@ -270,6 +277,7 @@ publish(
     DataflowSQLError,
     QueryTimeoutError,
     QueryCancelledError,
+    FrameWriteError,
     UpsertFailure,
     UpsertManyResult,
     BulkUpsertError,
