@@ -1,7 +1,7 @@
 """`write_frame` for the SQL connections: check the frame against the table, convert, write.
 
-One query reads the table's column names (`SELECT * ... WHERE 1 = 0`), so a frame with missing
-or extra columns fails with one message naming them, before anything is written. The columns
+One query reads the table's column names (`SELECT * ... WHERE 1 = 0`), so a frame with
+columns the table lacks fails with one message naming them, before anything is written. The columns
 convert in `_frames_sql`; the rows go out in `executemany` batches inside one transaction, so a
 failure leaves the table as it was. Identifiers are quoted (quote characters doubled), so no
 column or table name can break out of the statement; `schema.table` names a table in a schema.
@@ -150,14 +150,15 @@ def _check_columns(sink: SqlSink, table: str, names: list[str], keys: list[str])
     if duplicated:
         raise FrameWriteError(f"write_frame into {table}: duplicate column names {duplicated}")
     known = sink.table_columns(quoted_table(sink.quote, table))
-    missing = [name for name in known if name not in names]
+    # A table column the frame leaves out takes its default (an autoincrement id, a
+    # `loaded_at`); one with no default fails with the database's own NOT NULL error.
     extra = [name for name in names if name not in known]
-    if missing or extra:
-        parts = [f"missing {missing} (in the table only)"] if missing else []
-        parts += [f"extra {extra} (in the frame only)"] if extra else []
+    if extra:
+        missing = [name for name in known if name not in names]
+        hint = f"; the table's columns not in the frame: {missing}" if missing else ""
         raise FrameWriteError(
-            f"write_frame into {table}: the frame's columns do not match the table's: "
-            f"{'; '.join(parts)}; rename, add or drop columns so they match"
+            f"write_frame into {table}: the frame has columns the table does not: {extra}"
+            f"{hint}; rename or drop them"
         )
     if absent := [key for key in keys if key not in names]:
         raise FrameWriteError(f"write_frame into {table}: upsert keys {absent} are not columns")

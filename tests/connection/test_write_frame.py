@@ -185,17 +185,29 @@ def test_an_empty_frame_writes_nothing_and_raises_nothing(target: Target) -> Non
 
 
 def test_columns_that_do_not_match_the_table_are_named(target: Target) -> None:
-    """One error naming the missing and the extra columns; nothing is written."""
+    """One error naming the frame's columns the table lacks, and the table's the frame lacks
+    as a hint (a typo); nothing is written."""
     table = target.table("id INTEGER PRIMARY KEY, name TEXT, price REAL")
     frame = pd.DataFrame({"id": [1], "nme": ["typo"], "cost": [2.0]})
     with pytest.raises(FrameWriteError) as caught:
         target.conn.write_frame(table, frame)
     assert str(caught.value) == (
-        f"write_frame into {table}: the frame's columns do not match the table's: missing"
-        " ['name', 'price'] (in the table only); extra ['nme', 'cost'] (in the frame only);"
-        " rename, add or drop columns so they match"
+        f"write_frame into {table}: the frame has columns the table does not: ['nme', 'cost'];"
+        " the table's columns not in the frame: ['name', 'price']; rename or drop them"
     )
     assert target.rows(table) == []
+
+
+def test_table_columns_the_frame_leaves_out_take_their_defaults(target: Target) -> None:
+    """A frame without the table's defaulted columns (its key, a `source` with a default)
+    writes: the database fills them in."""
+    table = target.table("id INTEGER PRIMARY KEY, name TEXT, source TEXT DEFAULT 'etl'")
+    frame = pd.DataFrame({"id": [1, 2], "name": ["a", "b"]})
+    assert target.conn.write_frame(table, frame) == 2
+    assert target.rows(table) == [
+        {"id": 1, "name": "a", "source": "etl"},
+        {"id": 2, "name": "b", "source": "etl"},
+    ]
 
 
 @pytest.mark.parametrize(
