@@ -80,7 +80,7 @@ async def triggers_info(served: Served) -> list[dict[str, Any]]:
     for info in infos:
         last = await served.state.call(served.state.runs, served.name, info.name, limit=1)
         shape = info.to_json()
-        shape["schedule"] = cron_in_words(info.source) if info.kind == "cron" else info.source
+        shape["schedule"] = cron_in_words(info.source) if info.kind == "cronjob" else info.source
         shape["next"] = [{**fire, "text": _zone_text(fire["local"])} for fire in shape["next"]]
         shape["last_run"] = run_json(last[0], now) if last else None
         found.append(shape)

@@ -15,6 +15,7 @@ room; when every one is busy answering, new clients wait in the listen backlog. 
 from __future__ import annotations
 
 import errno
+from http import HTTPStatus
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
@@ -161,15 +162,11 @@ class HttpServer:
             ("cache-control", "no-store"),
             *response.headers,
         ]
-        with anyio.fail_after(self.limits.send_timeout):
-            for event in (
-                h11.Response(status_code=response.status, headers=headers),
-                h11.Data(data=response.body),
-                h11.EndOfMessage(),
-            ):
-                data = conn.send(event)
-                if data:
-                    await stream.send(data)
+        head = h11.Response(status_code=response.status, headers=headers, reason=_reason(response))
+        events = (head, h11.Data(data=response.body), h11.EndOfMessage())
+        data = b"".join(conn.send(event) or b"" for event in events)
+        with anyio.fail_after(self.limits.send_timeout):  # one send: one segment for small ones
+            await stream.send(data)
 
 
 async def _read_request(
@@ -208,6 +205,13 @@ def _request(head: h11.Request, body: bytes) -> Request:
         headers={name.decode("latin-1").lower(): v.decode("latin-1") for name, v in head.headers},
         body=body,
     )
+
+
+def _reason(response: Response) -> bytes:
+    try:
+        return HTTPStatus(response.status).phrase.encode()
+    except ValueError:
+        return b""
 
 
 def _plain(status: int, text: str) -> Response:
