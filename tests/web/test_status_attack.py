@@ -111,12 +111,15 @@ def test_slowloris_under_a_256_file_limit_leaves_health_cron_and_handlers_workin
 
 
 def _serving_url(proc: subprocess.Popen[str]) -> str:
+    """The page's URL, once the workflow runs."""
     assert proc.stdout is not None
+    url = ""
     for line in proc.stdout:
-        if line.startswith("{") and json.loads(line).get("event") == "workflow running":
-            return url_seen
-        if line.startswith("{") and json.loads(line).get("event") == "serving metrics":
-            url_seen: str = json.loads(line)["page"].rstrip("/")
+        event = json.loads(line) if line.startswith("{") else {}
+        if event.get("event") == "serving metrics":
+            url = str(event["page"]).rstrip("/")
+        elif event.get("event") == "workflow running":
+            return url
     raise AssertionError("the workflow never ran")
 
 

@@ -15,9 +15,9 @@ room; when every one is busy answering, new clients wait in the listen backlog. 
 from __future__ import annotations
 
 import errno
-from http import HTTPStatus
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
