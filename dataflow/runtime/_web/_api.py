@@ -30,6 +30,7 @@ from dataflow.triggers.workflow import Workflow
 NEXT_FIRES = 5  # next fire times shown per trigger
 MAX_PAGE = 500  # runs in one page of /api/runs at most
 STATUSES = frozenset(status.value for status in RunStatus)
+FAILED_STATUSES = frozenset({"failed", "timed_out", "cancelled", "interrupted"})  # failed_only
 
 
 class Served(Protocol):
@@ -100,8 +101,17 @@ async def runs_page(served: Served, request: Request) -> dict[str, Any]:
         )
     limit = _int(query, "limit", 50, 1, MAX_PAGE)
     before = _time(query, "before")
+    # A failed status also names the failed runs' index (what `failed_only` reads): a status
+    # no run has then costs an index probe, not a scan of the whole history.
+    failed = status in FAILED_STATUSES
     runs: list[RunRecord] = await served.state.call(
-        served.state.runs, served.name, trigger, limit=limit, status=status, before=before
+        served.state.runs,
+        served.name,
+        trigger,
+        failed_only=failed,
+        limit=limit,
+        status=status,
+        before=before,
     )
     now = served.clock.now()
     last = runs[-1].started_at if len(runs) == limit else None
