@@ -110,7 +110,8 @@ class HttpServer:
                 oldest = min(idle, key=lambda s: s.since)
                 oldest.evicted = True
                 oldest.scope.cancel()
-            self._freed = anyio.Event()
+            if self._freed.is_set():  # shared by the accept loops (one per address)
+                self._freed = anyio.Event()
             await self._freed.wait()
 
     async def _connection(self, stream: SocketStream, slot: _Slot) -> None:
