@@ -232,6 +232,16 @@ class ChangeEventUndecodable(DataflowError):
     """A dead letter's change event cannot be decoded with the stream's codec options."""
 
 
+class HttpRequestRefused(DataflowError):
+    """A request the status page's HTTP API refuses: answered with `status` (400, 401, 404, ...)
+    and the message as a JSON error, never as a 500."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class Interrupted(Exception):
     """A statement was not started because its operation had been cancelled or timed out.
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dataflow._core.errors import SettingsError
 from dataflow._core.exports import publish
-from dataflow._core.redact import redact_url, register_url
+from dataflow._core.redact import redact_url, register_secret, register_url
 
 BACKENDS = ("asyncio", "trio")
 LOG_FORMATS = ("auto", "json", "console")
@@ -36,6 +36,8 @@ class Settings:
     workflows_dir: Path = Path("workflows")
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # Enables the status page's actions (run now, retry a dead letter) for whoever shows it.
+    http_token: str | None = field(default=None, repr=False)
     history_days: float = 30.0  # run history older than this is pruned
     history_max_runs_per_trigger: int = 10_000  # and a trigger's runs beyond its newest these
 
@@ -55,6 +57,7 @@ class Settings:
             _MAX_RUNS_PER_TRIGGER,
         )
         _check_state_url(self.state_url, self.state_path)
+        register_secret(self.http_token)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +77,7 @@ class Settings:
             workflows_dir=Path(env.get("DATAFLOW_WORKFLOWS_DIR") or "workflows"),
             metrics_port=read.optional("DATAFLOW_METRICS_PORT", int),
             metrics_host=env.get("DATAFLOW_METRICS_HOST") or "127.0.0.1",
+            http_token=env.get("DATAFLOW_HTTP_TOKEN") or None,
             history_days=read.number("DATAFLOW_HISTORY_DAYS", float, 30.0),
             history_max_runs_per_trigger=read.number(
                 "DATAFLOW_HISTORY_MAX_RUNS_PER_TRIGGER", int, 10_000

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import signal
 from collections.abc import Callable
+from datetime import datetime
 
 import anyio
 from anyio.abc import TaskStatus
@@ -71,10 +72,11 @@ class Runtime:
         self.started = anyio.Event()  # set once every trigger is serving
         self._hard_scope = anyio.CancelScope()
         self._close_scope = anyio.CancelScope()  # closing connections; a second signal ends it
-        # Metrics (own registry per runtime); served over HTTP while running if metrics_port is set.
+        # Metrics (own registry per runtime), served over HTTP with the page if metrics_port.
         self.metrics = RunMetrics(self.name, self.clock.now)
         self.dispatcher.observers.append(self.metrics)
         self.metrics_server: MetricsServer | None = None
+        self.began_at: datetime | None = None
         self._ran = False
         self.stop_watch = StopWatch(self.state, on_stop_overdue)
 
@@ -109,7 +111,7 @@ class Runtime:
                 f"this Runtime of {self.name!r} has already run; create a new Runtime to run "
                 "the workflow again"
             )
-        self._ran = True
+        self._ran, self.began_at = True, self.clock.now()  # began_at: the page's uptime
         triggers = self.workflow.triggers()
         with self.state.hold():
             try:
@@ -155,7 +157,7 @@ class Runtime:
     async def _run(self, triggers: list[Trigger]) -> None:
         ctx = self.context(await self._recover_interrupted())
         self.metrics.watch(triggers)
-        async with serve_metrics(self.settings, self.metrics.registry, lambda: self.phase) as srv:
+        async with serve_metrics(self.settings, self.metrics.registry, self) as srv:
             self.metrics_server = srv
             # A state store error in a run's bookkeeping (full disk) ends the runtime too: the
             # CLI shows it as one line naming the state file, not as an exception group.
