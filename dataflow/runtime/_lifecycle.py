@@ -9,7 +9,6 @@ stop (second signal): cancel at once
 
 from __future__ import annotations
 
-import inspect
 import signal
 from collections.abc import Callable
 from datetime import datetime
@@ -17,13 +16,12 @@ from datetime import datetime
 import anyio
 from anyio.abc import TaskStatus
 
-from dataflow._core import offload
 from dataflow._core.clock import Clock, SystemClock, iso
 from dataflow._core.errors import StartupFailed, StateStoreError, TriggerFailed
 from dataflow._core.exports import publish
 from dataflow._core.logs import get_logger
 from dataflow._core.settings import Settings
-from dataflow.runtime._connections import held_connections
+from dataflow.runtime._connections import close_held_connections
 from dataflow.runtime._dispatcher import Dispatcher
 from dataflow.runtime._groups import first_error, unwrap
 from dataflow.runtime._health import MetricsServer, serve_metrics
@@ -39,7 +37,6 @@ from dataflow.triggers.base import Server, Trigger, TriggerContext, servers
 from dataflow.triggers.workflow import Workflow
 
 log = get_logger("dataflow.runtime")
-_CLOSE_TIMEOUT = 5.0  # seconds each connection gets to close at stop
 
 
 class Runtime:
@@ -141,7 +138,7 @@ class Runtime:
         except StateStoreError as exc:  # the error that ended the run says more; keep it
             log.error("abandoned runs not recorded", error=str(exc))
         with self._close_scope:
-            await self._close_connections()
+            await close_held_connections(self.workflow)
 
     def context(self, interrupted: dict[str, list[RunRecord]] | None = None) -> TriggerContext:
         """What triggers get from this runtime: clock, state, runner, the stop signal."""
@@ -180,15 +177,6 @@ class Runtime:
                         [t for t in triggers if not t.runs_before_others], ctx
                     )
             tg.cancel_scope.cancel()
-
-    async def _close_connections(self) -> None:
-        """Disconnect what the workflow holds; a connection that hangs is left behind."""
-        for name, connection in held_connections(self.workflow).items():
-            with anyio.move_on_after(_CLOSE_TIMEOUT):
-                try:
-                    await _disconnect(connection)
-                except Exception as exc:
-                    log.warning("closing a connection failed", connection=name, error=str(exc))
 
     async def _recover_interrupted(self) -> dict[str, list[RunRecord]]:
         """Find runs the previous process left unfinished; their triggers decide what to do."""
@@ -262,16 +250,6 @@ class Runtime:
 async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
-
-
-async def _disconnect(connection: object) -> None:
-    disconnect = getattr(connection, "disconnect", None)
-    if disconnect is None:
-        return
-    if inspect.iscoroutinefunction(disconnect):
-        await disconnect()
-    else:
-        await offload.run_sync(disconnect, abandon_on_cancel=True)
 
 
 async def run_workflow(
