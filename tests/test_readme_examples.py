@@ -67,3 +67,45 @@ def test_sql_to_mongodb_example_upserts_by_key(
             "upsert": True,
         }
     ]
+
+
+def test_postgresql_to_sqlite_workflow_example_copies_every_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL (ODBC) → pandas → SQLite, the workflow as written: numeric, timestamptz (in
+    UTC, naive: ODBC has no zone) and bigint rows land in SQLite, twice (the upsert replaces,
+    never duplicates)."""
+    from tests._peers import require_odbc_driver, require_pyodbc
+
+    require_odbc_driver("PostgreSQL Unicode")
+    source = "Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;Database=test;Uid=postgres"
+    schema = f"readme_{tmp_path.name[-8:].lower().replace('-', '_')}"
+    admin = require_pyodbc().connect(source, autocommit=True)
+    admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        admin.execute(
+            f"CREATE TABLE {schema}.payments"
+            " (id bigint PRIMARY KEY, amount numeric(12, 2), paid_at timestamptz, units bigint)"
+        )
+        admin.execute(
+            f"INSERT INTO {schema}.payments VALUES"
+            " (1, 12.50, '2026-03-01 09:00:00+01', 3), (2, NULL, NULL, NULL)"
+        )
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv(
+            "PGCOPY_SOURCE", f"{source};Pqopt={{options='-csearch_path={schema} -ctimezone=UTC'}}"
+        )
+        namespace: dict[str, Any] = {"__name__": "readme_example"}
+        exec(compile(readme_block("class PgCopy"), "README.md", "exec"), namespace)
+        workflow = namespace["PgCopy"]()
+        with workflow.source, workflow.target:
+            assert workflow.copy_payments() == 2
+            assert workflow.copy_payments() == 2
+            rows = workflow.target.fetch("SELECT * FROM payments ORDER BY id")
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+    assert rows == [
+        {"id": 1, "amount": "12.50", "paid_at": "2026-03-01T08:00:00.000000", "units": 3},
+        {"id": 2, "amount": None, "paid_at": None, "units": None},
+    ]
