@@ -16,8 +16,9 @@
     │   └── ConnectionLostError   it dropped during a call
     ├── DataflowSQLError          a statement failed; keeps the driver's code
     │   ├── QueryTimeoutError     ran past its timeout (also a TimeoutError)
-    │   ├── QueryCancelledError   stopped by cancel()
-    │   └── FrameWriteError       a DataFrame cannot be written as it is (write_frame)
+    │   └── QueryCancelledError   stopped by cancel()
+    ├── FrameWriteError           a DataFrame cannot be written as it is (write_frame, SQL or
+    │                             MongoDB; also a ValueError)
     ├── BulkUpsertError           some records of an upsert_many were refused
     ├── ChangeStreamUnavailable   the server cannot serve change streams
     └── ChangeStreamStopped       a change-stream trigger stopped on purpose
@@ -164,10 +165,11 @@ class QueryCancelledError(DataflowSQLError):
     """The statement was stopped by `cancel()`, usually because its run was cancelled."""
 
 
-class FrameWriteError(DataflowSQLError, ValueError):
-    """`write_frame` refused a DataFrame before writing anything: a column the target cannot
-    hold, columns that do not match the table's, or an upsert the source cannot do. The message
-    names the columns (and their type) and the fix. Also a `ValueError`: it is bad input."""
+class FrameWriteError(DataflowError, ValueError):
+    """`write_frame` refused a DataFrame or its arguments before writing anything: a column
+    the target cannot hold, columns the table lacks, an upsert the source cannot do, a bad
+    batch size or mode. The message names the columns (and their type) and the fix. Not a
+    `DataflowSQLError` (no statement failed; MongoDB raises it too); a `ValueError`: bad input."""
 
 
 class UpsertFailure(NamedTuple):

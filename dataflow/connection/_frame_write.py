@@ -116,7 +116,7 @@ def quote_ansi(name: str, mark: str = '"') -> str:
 
 def quoted_table(quote: Callable[[str], str], table: str) -> str:
     if not table or any(not part for part in table.split(".")):
-        raise ValueError(f"write_frame: not a table name: {table!r}")
+        raise FrameWriteError(f"write_frame: not a table name: {table!r}")
     return ".".join(quote(part) for part in table.split("."))
 
 
@@ -130,13 +130,13 @@ def _checked_arguments(
 ) -> list[str]:
     key_list = [keys] if isinstance(keys, str) else list(keys)
     if batch_size < 1:
-        raise ValueError(f"write_frame: batch_size must be at least 1, got {batch_size}")
+        raise FrameWriteError(f"write_frame: batch_size must be at least 1, got {batch_size}")
     if mode not in ("insert", "upsert"):
-        raise ValueError(f"write_frame: mode must be 'insert' or 'upsert', got {mode!r}")
+        raise FrameWriteError(f"write_frame: mode must be 'insert' or 'upsert', got {mode!r}")
     if mode == "insert" and key_list:
-        raise ValueError("write_frame: keys= is for mode='upsert'; an insert takes none")
+        raise FrameWriteError("write_frame: keys= is for mode='upsert'; an insert takes none")
     if mode == "upsert" and not key_list:
-        raise ValueError("write_frame: mode='upsert' needs keys=, the columns rows match on")
+        raise FrameWriteError("write_frame: mode='upsert' needs keys=, the columns rows match on")
     if mode == "upsert" and sink.upsert is None:
         raise FrameWriteError(
             f"write_frame: upsert is not supported on {sink.target} (dataflow upserts on"

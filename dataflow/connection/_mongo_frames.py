@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dataflow._core.errors import FrameWriteError
 from dataflow.connection._frames import frame_to_documents
 
 if TYPE_CHECKING:
@@ -31,14 +32,16 @@ def write_frame(
     """
     key_list = [keys] if isinstance(keys, str) else list(keys)
     if batch_size < 1:
-        raise ValueError(f"write_frame: batch_size must be at least 1, got {batch_size}")
+        raise FrameWriteError(f"write_frame: batch_size must be at least 1, got {batch_size}")
     if mode not in ("insert", "upsert") or (mode == "upsert") != bool(key_list):
-        raise ValueError(
+        raise FrameWriteError(
             f"write_frame: mode='insert' (no keys) or mode='upsert' with keys=; got {mode!r}"
             f" with keys {key_list}"
         )
     if absent := [key for key in key_list if key not in frame.columns]:
-        raise ValueError(f"write_frame into {collection!r}: upsert keys {absent} are not columns")
+        raise FrameWriteError(
+            f"write_frame into {collection!r}: upsert keys {absent} are not columns"
+        )
     if len(frame) == 0:
         return 0
     documents = frame_to_documents(frame)

@@ -216,11 +216,13 @@ def test_table_columns_the_frame_leaves_out_take_their_defaults(target: Target) 
 def test_a_column_the_target_cannot_hold_is_named_with_its_type(
     target: Target, values: list[Any], kind: str
 ) -> None:
+    """Refused before any statement: a FrameWriteError (a ValueError, not a failed statement's
+    DataflowSQLError), naming the column, its type and the fix."""
     table = target.table("id INTEGER PRIMARY KEY, payload TEXT")
     frame = pd.DataFrame({"id": [1, 2], "payload": values})
     with pytest.raises(FrameWriteError, match=f"column 'payload' holds {kind}") as caught:
         target.conn.write_frame(table, frame)
-    assert isinstance(caught.value, DataflowSQLError) and "json.dumps" in str(caught.value)
+    assert isinstance(caught.value, ValueError) and "json.dumps" in str(caught.value)
     assert target.rows(table) == []
 
 
@@ -383,3 +385,19 @@ def test_mixed_object_columns_convert_cell_by_cell() -> None:
     assert sql_columns(frame, text_times=False, target="t") == [
         [3, None, None, 3.0, *native, True, "x"]
     ]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"batch_size": 0}, {"mode": "merge"}, {"mode": "upsert"}, {"keys": "id"}],
+    ids=["batch", "mode", "no-keys", "keys-on-insert"],
+)
+def test_bad_arguments_are_one_frame_write_error(target: Target, arguments: Any) -> None:
+    """Every refusal is a DataflowError (FrameWriteError), never a bare ValueError."""
+    from dataflow import DataflowError
+
+    table = target.table("id INTEGER PRIMARY KEY, name TEXT")
+    with pytest.raises(FrameWriteError) as caught:
+        target.conn.write_frame(table, pd.DataFrame({"id": [1], "name": ["a"]}), **arguments)
+    assert isinstance(caught.value, DataflowError)
+    assert str(caught.value).startswith("write_frame")

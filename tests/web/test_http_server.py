@@ -133,3 +133,41 @@ async def test_a_malformed_request_gets_400_and_the_server_goes_on() -> None:
         assert answer.startswith(b"HTTP/1.1 400 ")
         with anyio.fail_after(5):
             assert (await get(port, "ok")).startswith(b"HTTP/1.1 200 ")
+
+
+async def raw(port: int, request: bytes) -> bytes:
+    """Send `request` as is; everything the server answers before it closes."""
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(request)
+        answer = b""
+        with anyio.fail_after(5):
+            try:
+                while True:
+                    answer += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return answer
+
+
+@pytest.mark.parametrize(
+    "target", [b"//[", b"http://[x/", b"/%ff%fe?\xff=\xfe"], ids=["ipv6", "url", "bytes"]
+)
+async def test_a_request_target_that_does_not_parse_gets_400_and_the_server_goes_on(
+    target: bytes,
+) -> None:
+    """h11 takes these targets; the URL parser does not: one 400, never the server's end."""
+    async with serving(Limits()) as (_, _handler, port):
+        answer = await raw(port, b"GET " + target + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert answer.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 200 "))
+        with anyio.fail_after(5):
+            assert (await get(port, "ok")).startswith(b"HTTP/1.1 200 ")
+
+
+async def test_head_gets_the_get_answer_without_its_body() -> None:
+    """A probe's `curl -I`: GET's status and Content-Length, no body; the server goes on."""
+    async with serving(Limits()) as (_, _handler, port):
+        answer = await raw(port, b"HEAD /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and b"content-length: 8" in head.lower()
+        assert body == b""
+        with anyio.fail_after(5):
+            assert (await get(port, "ok")).startswith(b"HTTP/1.1 200 ")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from urllib.parse import parse_qsl, urlsplit
 
@@ -121,6 +121,8 @@ class HttpServer:
                 await self._exchange(conn, stream, slot)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass  # the client went away
+        except Exception as exc:  # a request h11 or we cannot serve: drop it, never the server
+            log.warning("http connection dropped", error=f"{type(exc).__name__}: {exc}")
         finally:
             await anyio.aclose_forcefully(stream)
             self.open.discard(slot)
@@ -141,7 +143,10 @@ class HttpServer:
             if request is None:
                 return  # closed by the client, or too slow: dropped without an answer
             slot.waiting = False
-            await self._send(conn, stream, await self._answer(request))
+            # HEAD (a probe's `curl -I`): GET's status and headers, no body.
+            head_only = request.method == "HEAD"
+            answer = await self._answer(replace(request, method="GET") if head_only else request)
+            await self._send(conn, stream, answer, head_only=head_only)
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()
@@ -154,7 +159,14 @@ class HttpServer:
             log.exception("http handler failed", path=request.path, error=str(exc))
             return _plain(500, "internal error")
 
-    async def _send(self, conn: h11.Connection, stream: SocketStream, response: Response) -> None:
+    async def _send(
+        self,
+        conn: h11.Connection,
+        stream: SocketStream,
+        response: Response,
+        *,
+        head_only: bool = False,
+    ) -> None:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         headers = [
@@ -164,7 +176,8 @@ class HttpServer:
             *response.headers,
         ]
         head = h11.Response(status_code=response.status, headers=headers, reason=_reason(response))
-        events = (head, h11.Data(data=response.body), h11.EndOfMessage())
+        body = () if head_only else (h11.Data(data=response.body),)
+        events = (head, *body, h11.EndOfMessage())
         data = b"".join(conn.send(event) or b"" for event in events)
         with anyio.fail_after(self.limits.send_timeout):  # one send: one segment for small ones
             await stream.send(data)
@@ -198,7 +211,10 @@ async def _read_request(
 
 def _request(head: h11.Request, body: bytes) -> Request:
     target = head.target.decode("latin-1")
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # h11 takes `//[`, urlsplit does not: the client's mistake
+        raise h11.RemoteProtocolError("bad request target", error_status_hint=400) from None
     return Request(
         method=head.method.decode("ascii").upper(),
         path=parts.path or "/",
