@@ -115,8 +115,9 @@ def _exit_overdue(state_file: str) -> None:
     frozen disk, a driver that never returns). Say so and end the process without it; what
     was not recorded is not lost silently: this line names it."""
     print(
-        f"dataflow: error: the stop did not finish within the grace period: a state write to "
-        f"{state_file} or a connection did not return (frozen disk?); exiting without it",
+        "dataflow: error: the stop did not finish within the grace period: a state write to "
+        f"{redact_text(state_file)} or a connection did not return (frozen disk?); exiting"
+        " without it",
         file=sys.stderr,
         flush=True,
     )

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dataflow._core.errors import SettingsError
@@ -111,6 +112,13 @@ def _check_state_url(url: str | None, path: Path | None) -> None:
             f"DATAFLOW_STATE_URL={redact_url(url)!r} is not valid: use a PostgreSQL URL, "
             "postgresql://user:password@host/database"
         )
+    try:  # psycopg would call a bad port a connection failure (exit 1): it is bad input
+        _ = urlsplit(url).port
+    except ValueError as exc:
+        raise SettingsError(
+            f"DATAFLOW_STATE_URL={redact_url(url)!r} is not valid: {exc}; "
+            "postgresql://user:password@host:5432/database"
+        ) from None
     if path is not None:
         raise SettingsError(
             "DATAFLOW_STATE_URL and DATAFLOW_STATE_PATH are both set: set only one (a state "

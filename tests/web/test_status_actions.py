@@ -110,3 +110,25 @@ def test_the_token_setting_comes_from_the_environment_and_never_shows() -> None:
     settings = Settings.from_env({"DATAFLOW_HTTP_TOKEN": TOKEN})
     assert settings.http_token == TOKEN and TOKEN not in repr(settings)
     assert Settings.from_env({}).http_token is None
+
+
+async def test_a_trigger_that_cannot_run_by_hand_gets_409_naming_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refusal from the trigger (a change stream run by hand needs an event) is a 409 with
+    its one line, not a 500 with a traceback in the log; the server goes on."""
+    from dataflow import SettingsError
+    from dataflow.triggers._cron.trigger import CronTrigger
+
+    def refuse(self: CronTrigger, event: object) -> None:
+        raise SettingsError(f"trigger {self.name!r} needs a change event to run by hand")
+
+    monkeypatch.setattr(CronTrigger, "manual_request", refuse)
+    async with serving(Manual(), tmp_path, token=TOKEN) as (runtime, _):
+        bearer = f"Bearer {TOKEN}"
+        path = "/api/triggers/yearly/run"
+        refused = await fetch(runtime, path, method="POST", data=b"", Authorization=bearer)
+        health = await fetch(runtime, "/healthz")
+    assert refused.status == 409
+    assert refused.json()["error"] == "trigger 'yearly' needs a change event to run by hand"
+    assert health.status == 200 and _runs(runtime) == []

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
@@ -16,7 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from dataflow._core import offload
-from dataflow._core.errors import HttpRequestRefused
+from dataflow._core.errors import DataflowError, HttpRequestRefused, one_line
 from dataflow._core.logs import get_logger
 from dataflow._core.run import RunStatus
 from dataflow.runtime._web._api import Served, known_trigger
@@ -68,7 +70,9 @@ async def run_now(served: Served, name: str) -> dict[str, Any]:
     """Start the trigger's handler once, now, in the runtime's run group (like `trigger`)."""
     known_trigger(served, name)
     target = _trigger(served, name)
-    handle = _spawn(served, target.manual_request(None))
+    with _refused_as_409():  # a trigger that cannot run by hand (a change stream) says why
+        request = target.manual_request(None)
+    handle = _spawn(served, request)
     log.info("run started from the status page", trigger=name)
     return {"trigger": name, "started": True, "run_id": _run_id(handle)}
 
@@ -81,7 +85,8 @@ async def retry_letter(served: Served, letter_id: str, background: TaskGroup) ->
         raise HttpRequestRefused(404, f"workflow {served.name!r} has no dead letter {letter_id!r}")
     target = _trigger(served, letter.trigger)
     retry = partial(target.retry_request, letter.payload, letter.raw, letter.id)
-    request = await offload.run_sync(retry)  # may read a connection's options: no loop stall
+    with _refused_as_409():  # an event that no longer decodes, a setting gone missing
+        request = await offload.run_sync(retry)  # may read a connection's options: no stall
     handle = _spawn(served, request)
     background.start_soon(_record_retry, served, handle, letter.id)
     log.info("dead letter retried from the status page", letter=letter.id)
@@ -89,11 +94,24 @@ async def retry_letter(served: Served, letter_id: str, background: TaskGroup) ->
 
 
 async def _record_retry(served: Served, handle: RunHandle, letter_id: int) -> None:
-    await handle.finished.wait()
-    outcome = handle.outcome
-    status = outcome.status.value if outcome else RunStatus.CANCELLED.value
-    with anyio.CancelScope(shield=True):  # a stop must not lose a finished retry's outcome
-        await served.state.call(served.state.mark_dead_letter_retried, letter_id, status)
+    try:
+        await handle.finished.wait()
+    finally:
+        # A stop cancelling this wait must not lose a retry that did finish (on asyncio the
+        # cancel can land after `finished` is set); one that did not stays a dead letter.
+        if handle.finished.is_set():
+            outcome = handle.outcome
+            status = outcome.status.value if outcome else RunStatus.CANCELLED.value
+            with anyio.CancelScope(shield=True):
+                await served.state.call(served.state.mark_dead_letter_retried, letter_id, status)
+
+
+@contextmanager
+def _refused_as_409() -> Iterator[None]:
+    try:
+        yield
+    except DataflowError as exc:
+        raise HttpRequestRefused(409, one_line(exc)) from None
 
 
 def _trigger(served: Served, name: str) -> Trigger:
