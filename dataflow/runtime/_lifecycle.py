@@ -206,7 +206,8 @@ class Runtime:
                     if self.stopping.is_set():  # stopped while the triggers were starting
                         break
                     await firing.start(self._serve_one, server, ctx)
-                else:
+                # A stop during the last one's start ends its start early, as "ready": not running.
+                if not self.stopping.is_set():
                     self.started.set()
                     log.info("workflow running", workflow=self.name, triggers=len(triggers))
             self.dispatcher.bind(None)
