@@ -30,8 +30,11 @@ def open_store(workflow_class: type[Workflow], settings: Settings, reset: bool =
     it came after the workflow rename, so no rows wait under a previous name), or else the
     workflow's state file."""
     if settings.state_url is not None:
-        return PostgresStore(settings.state_url)
-    return open_workflow_state(workflow_class, settings, reset)
+        ttl = settings.replica_ttl
+        return PostgresStore(settings.state_url, replica_id=settings.replica_id, replica_ttl=ttl)
+    store = open_workflow_state(workflow_class, settings, reset)
+    store.replica_id = settings.replica_id  # on its run records, as on a shared store
+    return store
 
 
 def open_workflow_state(
