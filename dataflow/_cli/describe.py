@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dataflow.state import RunRecord, SqliteStore, Store
+from dataflow.state._leases import Leases, Replica
 from dataflow.triggers._changestream.policy import TOKEN_KEY
 from dataflow.triggers._cron.trigger import LAST_FIRE
 from dataflow.triggers.workflow import DeclaredTrigger, Workflow
@@ -147,3 +148,11 @@ def run_json(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
         "elapsed": None if now is None else run_elapsed(run, now),
         "error_summary": error_summary(run.error) or None,
     }
+
+
+def replicas_of(store: Store | None, workflow: str, ttl: float) -> list[tuple[Replica, bool]]:
+    """On a store replicas share: each replica heard from, and whether it is live (heard
+    within `ttl` seconds, by the database's clock)."""
+    if not isinstance(store, Leases):
+        return []
+    return [(r, r.silent_for.total_seconds() < ttl) for r in store.replicas(workflow)]

@@ -10,6 +10,7 @@ same transaction that replica alone is allowed to claim the run's fire once more
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,12 +20,23 @@ from dataflow.state._postgres_history import RUN_COLUMNS
 _INTERRUPTED_WHY = "the process stopped during the run"
 _DEAD_WHY = "its replica {replica} stopped sending heartbeats during the run"
 
+# A replica's clock may be wrong; the database's is the one they share. A fire time more than
+# this ahead of the database's `now()` is refused: a replica whose clock runs fast claims no
+# fire early (the others claim it on time).
+AHEAD = timedelta(seconds=1)
+
 # Inserted: a new fire. Updated: a fire this replica was handed by `mark_interrupted`.
 _CLAIM = """
-INSERT INTO fires (workflow, trigger, fire_at) VALUES (%(w)s, %(t)s, %(f)s)
-ON CONFLICT (workflow, trigger, fire_at) DO UPDATE
-    SET recover_by = NULL, attempt = fires.attempt + 1, claimed_at = now()
-    WHERE fires.recover_by = %(me)s
+WITH claimed AS (
+    INSERT INTO fires (workflow, trigger, fire_at)
+    SELECT %(w)s, %(t)s, %(f)s WHERE %(f)s <= now() + %(ahead)s
+    ON CONFLICT (workflow, trigger, fire_at) DO UPDATE
+        SET recover_by = NULL, attempt = fires.attempt + 1, claimed_at = now()
+        WHERE fires.recover_by = %(me)s
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM claimed) = 1 AS won, %(f)s > now() + %(ahead)s AS early,
+    %(f)s - now() AS ahead_by
 """
 
 # The last fire only moves forward; its text keeps the fire's own zone.
@@ -65,14 +77,21 @@ SELECT * FROM marked
 """
 
 
-def claim(cur: Any, workflow: str, trigger: str, fire_at: datetime, me: str) -> bool:
-    """Insert the ledger row (or take back a fire handed to `me`) and advance the last fire."""
+def claim(cur: Any, workflow: str, trigger: str, fire_at: datetime, me: str) -> Outcome:
+    """Insert the ledger row (or take back a fire handed to `me`) and advance the last fire;
+    a fire time ahead of the database's clock is not claimed."""
     params = {"w": workflow, "t": trigger, "f": fire_at, "me": me, "text": fire_at.isoformat()}
-    cur.execute(_CLAIM, params)
-    if cur.rowcount != 1:
-        return False
-    cur.execute(_ADVANCE, params)
-    return True
+    cur.execute(_CLAIM, params | {"ahead": AHEAD})
+    row = cur.fetchone()
+    if row["won"]:
+        cur.execute(_ADVANCE, params)
+    return Outcome(bool(row["won"]), row["ahead_by"] if row["early"] else None)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    won: bool
+    early_by: timedelta | None  # refused: the fire time is this far ahead of the database
 
 
 def running_elsewhere(cur: Any, workflow: str, trigger: str, me: str, ttl: timedelta) -> str | None:

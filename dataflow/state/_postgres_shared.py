@@ -10,16 +10,20 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
+from dataflow._core.logs import get_logger
 from dataflow.state import _postgres_leases as leases
 from dataflow.state import _postgres_replicas as replicas
 from dataflow.state._interface import RunRecord
 from dataflow.state._leases import Claim, Lease, Replica
+
+log = get_logger("dataflow.state")
 
 
 class SharedMethods:
     replica_id: str
     replica_ttl: timedelta
     claims: Counter[str]
+    clock_ahead = False  # the last claim was refused as ahead of the database's clock
 
     def _transaction(self) -> AbstractContextManager[Any]:
         raise NotImplementedError  # PostgresStore's
@@ -30,17 +34,37 @@ class SharedMethods:
         went in (or to which a dead replica's fire was handed) runs the fire. The last fire
         only moves forward: a slow replica claiming an earlier fire leaves a later one."""
         with self._counted() as outcome, self._transaction() as cur:
-            outcome["won"] = replicas.claim(cur, workflow, trigger, fire_at, self.replica_id)
+            outcome["won"] = self._claim(cur, workflow, trigger, fire_at)
         return outcome["won"]
 
     def claim_fire_alone(self, workflow: str, trigger: str, fire_at: datetime) -> Claim:
         with self._counted() as outcome, self._transaction() as cur:
-            won = replicas.claim(cur, workflow, trigger, fire_at, self.replica_id)
-            outcome["won"] = won
+            won = outcome["won"] = self._claim(cur, workflow, trigger, fire_at)
             if not won:
                 return Claim(False)
             ttl, me = self.replica_ttl, self.replica_id
             return Claim(True, replicas.running_elsewhere(cur, workflow, trigger, me, ttl))
+
+    def _claim(self, cur: Any, workflow: str, trigger: str, fire_at: datetime) -> bool:
+        """Says once when this replica's clock runs ahead of the database's, and once when it
+        no longer does."""
+        outcome = replicas.claim(cur, workflow, trigger, fire_at, self.replica_id)
+        if (outcome.early_by is not None) != self.clock_ahead:
+            self.clock_ahead = outcome.early_by is not None
+            if self.clock_ahead:
+                log.error(
+                    "fire time ahead of the database's clock: this replica's clock runs fast; "
+                    "it claims no fire before its time",
+                    trigger=trigger,
+                    fire_at=fire_at.isoformat(),
+                    ahead_by=str(outcome.early_by),
+                    replica=self.replica_id,
+                )
+            else:
+                log.info(
+                    "fire times no longer ahead of the database's clock", replica=self.replica_id
+                )
+        return outcome.won
 
     def _counted(self) -> AbstractContextManager[dict[str, bool]]:
         return _count_into(self.claims)
