@@ -55,7 +55,8 @@ async def _two_replicas(workflow_file: Path, url: str) -> None:
     workflow_class = load_workflow(str(workflow_file))
     clocks = [FakeClock(START), FakeClock(START)]
     replicas = [
-        Runtime(workflow_class(), settings=Settings(state_url=url), clock=clock) for clock in clocks
+        Runtime(workflow_class(), settings=Settings(state_url=url, replica_id=name), clock=clock)
+        for name, clock in zip(("r1", "r2"), clocks, strict=True)
     ]
     finished = _finished_runs(replicas)
     with anyio.fail_after(20):
