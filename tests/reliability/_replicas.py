@@ -74,7 +74,9 @@ def replicas(
     with ExitStack() as stack:
         started = {}
         for name in names:
-            process = DataflowProcess(project, "run", "ticks", DATAFLOW_REPLICA_ID=name, **env)
+            process = DataflowProcess(
+                project, "run", "ticks", preexec=None, DATAFLOW_REPLICA_ID=name, **env
+            )
             stack.callback(process.kill)
             started[name] = process
         for process in started.values():
@@ -83,10 +85,8 @@ def replicas(
 
 
 def seen(schema: str) -> list[tuple[datetime, str]]:
-    return [
-        (row[0], row[1])
-        for row in sql(schema, "SELECT fire_at, replica FROM seen ORDER BY fire_at")
-    ]
+    rows = sql(schema, "SELECT fire_at, replica FROM seen ORDER BY fire_at")
+    return [(row[0], str(row[1])) for row in rows if isinstance(row[0], datetime)]
 
 
 def wait_for_fires(schema: str, count: int, timeout: float = 30.0) -> None:

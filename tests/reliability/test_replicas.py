@@ -46,7 +46,7 @@ def test_ten_replicas_started_together_run_each_fire_once(tmp_path: Path) -> Non
     """10 processes started in the same second race for every fire: one run each."""
     names = [f"r{i}" for i in range(10)]
     with shared_schema() as schema:
-        with replicas(tmp_path, schema, names, DATAFLOW_LOG_LEVEL="warning") as running:
+        with replicas(tmp_path, schema, names) as running:
             wait_for_fires(schema, 5)
             for process in running.values():
                 process.signal(signal.SIGTERM)
