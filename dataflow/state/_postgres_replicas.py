@@ -77,6 +77,12 @@ SELECT * FROM marked
 """
 
 
+_SILENT = """replica IN (
+    SELECT replica_id FROM replicas
+    WHERE workflow = %(w)s AND last_heartbeat <= now() - %(ttl)s AND replica_id <> %(me)s
+)"""
+
+
 def claim(cur: Any, workflow: str, trigger: str, fire_at: datetime, me: str) -> Outcome:
     """Insert the ledger row (or take back a fire handed to `me`) and advance the last fire;
     a fire time ahead of the database's clock is not claimed."""
@@ -107,8 +113,10 @@ def mark_interrupted(
     """Runs left `running` by replicas that are not live (no heartbeat within `ttl`, or none at
     all: a process before replicas) become `interrupted`, their fires handed to `me`.
     `starting`: `me` has just started, so its own earlier runs (a restart under a fixed
-    DATAFLOW_REPLICA_ID) are dead too; otherwise they are the runs it is running."""
-    mine = "true" if starting else "(replica IS NULL OR replica <> %(me)s)"
+    DATAFLOW_REPLICA_ID) are dead too. Otherwise (a sweep while running) only runs of replicas
+    whose heartbeat went silent: never its own, nor a run of a process that sends none (a
+    `trigger` command run from the CLI)."""
+    mine = "true" if starting else _SILENT
     sql = _MARK.format(mine=mine, columns=RUN_COLUMNS)
     why = {"why": _INTERRUPTED_WHY, "dead_why": _DEAD_WHY}
     cur.execute(sql, {"w": workflow, "me": me, "ttl": ttl} | why)

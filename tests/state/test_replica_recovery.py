@@ -128,3 +128,17 @@ def test_a_clean_stop_removes_the_heartbeat(replicas: dict[str, PostgresStore]) 
     a, b = replicas["a"], replicas["b"]
     a.leave(W)
     assert sorted(r.replica_id for r in b.replicas(W)) == ["b", "c"]
+
+
+def test_a_sweep_leaves_runs_of_processes_without_heartbeat(
+    replicas: dict[str, PostgresStore], schema: str
+) -> None:
+    """A run recorded by a process that sends no heartbeat (`trigger` from the CLI) is not a
+    dead replica's: sweeps leave it; a replica starting takes it for a previous process's."""
+    cli = PostgresStore(schema_url(schema), replica_id="cli-process")
+    try:
+        cli.record_run_start("manual", W, "sync", None, T0)
+    finally:
+        cli.close()
+    assert replicas["b"].recover_dead(W) == []
+    assert [r.run_id for r in replicas["c"].mark_interrupted(W)] == ["manual"]
