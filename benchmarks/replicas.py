@@ -46,8 +46,13 @@ class Side:
 def workflow_source(triggers: int) -> str:
     lines = ["from dataflow import Workflow, cronjob", "", "class Many(Workflow):"]
     for i in range(triggers):
-        lines += [f'    @cronjob("{i % 10}-59/10 * * * * *", timezone="UTC")', f"    def t{i}(self):"]
-        lines += ["        pass", ""]
+        cron = f"{i % 10}-59/10 * * * * *"
+        lines += [
+            f'    @cronjob("{cron}", timezone="UTC")',
+            f"    def t{i}(self):",
+            "        pass",
+            "",
+        ]
     return "\n".join(lines)
 
 
