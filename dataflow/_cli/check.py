@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dataflow._cli.describe import describe_triggers
 from dataflow._cli.loader import load_workflow
 from dataflow._cli.tables import utc_time
 from dataflow._core.errors import (
@@ -29,6 +28,7 @@ from dataflow._core.errors import (
 from dataflow._core.redact import redact_url
 from dataflow._core.settings import Settings
 from dataflow.runtime._connections import declared_connections
+from dataflow.runtime._describe import describe_triggers
 from dataflow.runtime._identity import claim_state, state_file_of
 from dataflow.state import PostgresStore, SqliteStore, Store
 from dataflow.triggers._cron.zone import resolve_timezone

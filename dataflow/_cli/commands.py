@@ -115,8 +115,9 @@ def _exit_overdue(state_file: str) -> None:
     frozen disk, a driver that never returns). Say so and end the process without it; what
     was not recorded is not lost silently: this line names it."""
     print(
-        f"dataflow: error: the stop did not finish within the grace period: a state write to "
-        f"{state_file} or a connection did not return (frozen disk?); exiting without it",
+        "dataflow: error: the stop did not finish within the grace period: a state write to "
+        f"{redact_text(state_file)} or a connection did not return (frozen disk?); exiting"
+        " without it",
         file=sys.stderr,
         flush=True,
     )
@@ -133,7 +134,7 @@ def _existing_state(settings: Settings, workflow_class: type[Workflow]) -> Store
     """The workflow's PostgreSQL store, or its state file if a run created it, with what was
     saved under the workflow's previous name carried over, as a start does (its log line goes
     to stderr: stdout is for the table or JSON)."""
-    from dataflow._cli.describe import open_existing_store
+    from dataflow.runtime._describe import open_existing_store
     from dataflow.runtime._identity import claim_state, state_file_of
     from dataflow.state import PostgresStore
 
@@ -151,8 +152,8 @@ def _existing_state(settings: Settings, workflow_class: type[Workflow]) -> Store
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from dataflow._cli.describe import describe_triggers, replicas_of
     from dataflow._cli.views import show_triggers
+    from dataflow.runtime._describe import describe_triggers, replicas_of
 
     settings, workflow_class = load(args)
     now = args.after or datetime.now(UTC)

@@ -17,6 +17,8 @@
     ├── DataflowSQLError          a statement failed; keeps the driver's code
     │   ├── QueryTimeoutError     ran past its timeout (also a TimeoutError)
     │   └── QueryCancelledError   stopped by cancel()
+    ├── FrameWriteError           a DataFrame cannot be written as it is (write_frame, SQL or
+    │                             MongoDB; also a ValueError)
     ├── BulkUpsertError           some records of an upsert_many were refused
     ├── ChangeStreamUnavailable   the server cannot serve change streams
     └── ChangeStreamStopped       a change-stream trigger stopped on purpose
@@ -163,6 +165,13 @@ class QueryCancelledError(DataflowSQLError):
     """The statement was stopped by `cancel()`, usually because its run was cancelled."""
 
 
+class FrameWriteError(DataflowError, ValueError):
+    """`write_frame` refused a DataFrame or its arguments before writing anything: a column
+    the target cannot hold, columns the table lacks, an upsert the source cannot do, a bad
+    batch size or mode. The message names the columns (and their type) and the fix. Not a
+    `DataflowSQLError` (no statement failed; MongoDB raises it too); a `ValueError`: bad input."""
+
+
 class UpsertFailure(NamedTuple):
     """One record that `upsert_many` could not write, with the server's error."""
 
@@ -225,6 +234,16 @@ class ChangeEventUndecodable(DataflowError):
     """A dead letter's change event cannot be decoded with the stream's codec options."""
 
 
+class HttpRequestRefused(DataflowError):
+    """A request the status page's HTTP API refuses: answered with `status` (400, 401, 404, ...)
+    and the message as a JSON error, never as a 500."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class Interrupted(Exception):
     """A statement was not started because its operation had been cancelled or timed out.
 
@@ -270,6 +289,7 @@ publish(
     DataflowSQLError,
     QueryTimeoutError,
     QueryCancelledError,
+    FrameWriteError,
     UpsertFailure,
     UpsertManyResult,
     BulkUpsertError,

@@ -9,11 +9,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dataflow._core.errors import SettingsError
 from dataflow._core.exports import publish
-from dataflow._core.redact import redact_url, register_url
+from dataflow._core.redact import redact_url, register_secret, register_url
 
 BACKENDS = ("asyncio", "trio")
 LOG_FORMATS = ("auto", "json", "console")
@@ -37,6 +38,8 @@ class Settings:
     workflows_dir: Path = Path("workflows")
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # Enables the status page's actions (run now, retry a dead letter) for whoever shows it.
+    http_token: str | None = field(default=None, repr=False)
     history_days: float = 30.0  # run history older than this is pruned
     history_max_runs_per_trigger: int = 10_000  # and a trigger's runs beyond its newest these
     # Replicas on a shared store: this process's name in heartbeats and run records, and how
@@ -66,6 +69,7 @@ class Settings:
                 f"DATAFLOW_REPLICA_ID={self.replica_id!r} is not valid: use a name of 1 to "
                 f"{_MAX_REPLICA_ID} characters, unique among the replicas"
             )
+        register_secret(self.http_token)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -85,6 +89,7 @@ class Settings:
             workflows_dir=Path(env.get("DATAFLOW_WORKFLOWS_DIR") or "workflows"),
             metrics_port=read.optional("DATAFLOW_METRICS_PORT", int),
             metrics_host=env.get("DATAFLOW_METRICS_HOST") or "127.0.0.1",
+            http_token=env.get("DATAFLOW_HTTP_TOKEN") or None,
             history_days=read.number("DATAFLOW_HISTORY_DAYS", float, 30.0),
             history_max_runs_per_trigger=read.number(
                 "DATAFLOW_HISTORY_MAX_RUNS_PER_TRIGGER", int, 10_000
@@ -128,6 +133,13 @@ def _check_state_url(url: str | None, path: Path | None) -> None:
             f"DATAFLOW_STATE_URL={redact_url(url)!r} is not valid: use a PostgreSQL URL, "
             "postgresql://user:password@host/database"
         )
+    try:  # psycopg would call a bad port a connection failure (exit 1): it is bad input
+        _ = urlsplit(url).port
+    except ValueError as exc:
+        raise SettingsError(
+            f"DATAFLOW_STATE_URL={redact_url(url)!r} is not valid: {exc}; "
+            "postgresql://user:password@host:5432/database"
+        ) from None
     if path is not None:
         raise SettingsError(
             "DATAFLOW_STATE_URL and DATAFLOW_STATE_PATH are both set: set only one (a state "

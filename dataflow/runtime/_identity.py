@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dataflow._core.errors import StateFileRefused
+from dataflow._core.errors import SettingsError, StateFileRefused
 from dataflow._core.logs import get_logger
 from dataflow._core.settings import Settings
 from dataflow.runtime._statefile import open_state
@@ -30,6 +30,11 @@ def open_store(workflow_class: type[Workflow], settings: Settings, reset: bool =
     it came after the workflow rename, so no rows wait under a previous name), or else the
     workflow's state file."""
     if settings.state_url is not None:
+        if reset:
+            raise SettingsError(
+                "--reset-state sets a broken state file aside; the PostgreSQL store "
+                f"{settings.state_location(workflow_class.workflow_name)} has none: run without it"
+            )
         ttl = settings.replica_ttl
         return PostgresStore(settings.state_url, replica_id=settings.replica_id, replica_ttl=ttl)
     store = open_workflow_state(workflow_class, settings, reset)

@@ -9,20 +9,19 @@ stop (second signal): cancel at once
 
 from __future__ import annotations
 
-import inspect
 import signal
 from collections.abc import Callable
+from datetime import datetime
 
 import anyio
 from anyio.abc import TaskStatus
 
-from dataflow._core import offload
 from dataflow._core.clock import Clock, SystemClock
 from dataflow._core.errors import StartupFailed, StateStoreError, TriggerFailed
 from dataflow._core.exports import publish
 from dataflow._core.logs import get_logger
 from dataflow._core.settings import Settings
-from dataflow.runtime._connections import held_connections
+from dataflow.runtime._connections import close_held_connections
 from dataflow.runtime._dispatcher import Dispatcher
 from dataflow.runtime._groups import first_error, unwrap
 from dataflow.runtime._health import MetricsServer, serve_metrics
@@ -39,7 +38,6 @@ from dataflow.triggers.base import Server, Trigger, TriggerContext, servers
 from dataflow.triggers.workflow import Workflow
 
 log = get_logger("dataflow.runtime")
-_CLOSE_TIMEOUT = 5.0  # seconds each connection gets to close at stop
 
 
 class Runtime:
@@ -72,10 +70,11 @@ class Runtime:
         self.started = anyio.Event()  # set once every trigger is serving
         self._hard_scope = anyio.CancelScope()
         self._close_scope = anyio.CancelScope()  # closing connections; a second signal ends it
-        # Metrics (own registry per runtime); served over HTTP while running if metrics_port is set.
+        # Metrics (own registry per runtime), served over HTTP with the page if metrics_port.
         self.metrics = RunMetrics(self.name, self.clock.now)
         self.dispatcher.observers.append(self.metrics)
         self.metrics_server: MetricsServer | None = None
+        self.began_at: datetime | None = None
         self._ran = False
         self.stop_watch = StopWatch(self.state, on_stop_overdue)
         self.presence = Presence(self.state, self.name, self.settings)
@@ -112,7 +111,7 @@ class Runtime:
                 f"this Runtime of {self.name!r} has already run; create a new Runtime to run "
                 "the workflow again"
             )
-        self._ran = True
+        self._ran, self.began_at = True, self.clock.now()  # began_at: the page's uptime
         triggers = self.workflow.triggers()
         with self.state.hold():
             try:
@@ -143,7 +142,7 @@ class Runtime:
             log.error("abandoned runs not recorded", error=str(exc))
         await self.presence.leave()
         with self._close_scope:
-            await self._close_connections()
+            await close_held_connections(self.workflow)
 
     def context(self, interrupted: dict[str, list[RunRecord]] | None = None) -> TriggerContext:
         """What triggers get from this runtime: clock, state, runner, the stop signal."""
@@ -161,7 +160,7 @@ class Runtime:
         await self.presence.join()  # live before it marks other replicas' runs interrupted
         ctx = self.context(await interrupted_runs(self.state, self.name))
         self.metrics.watch(triggers)
-        async with serve_metrics(self.settings, self.metrics.registry, lambda: self.phase) as srv:
+        async with serve_metrics(self.settings, self.metrics.registry, self) as srv:
             self.metrics_server = srv
             # A state store error in a run's bookkeeping (full disk) ends the runtime too: the
             # CLI shows it as one line naming the state file, not as an exception group.
@@ -185,15 +184,6 @@ class Runtime:
                         [t for t in triggers if not t.runs_before_others], ctx
                     )
             tg.cancel_scope.cancel()
-
-    async def _close_connections(self) -> None:
-        """Disconnect what the workflow holds; a connection that hangs is left behind."""
-        for name, connection in held_connections(self.workflow).items():
-            with anyio.move_on_after(_CLOSE_TIMEOUT):
-                try:
-                    await _disconnect(connection)
-                except Exception as exc:
-                    log.warning("closing a connection failed", connection=name, error=str(exc))
 
     async def run_startup(self, startups: list[Trigger], ctx: TriggerContext) -> None:
         """All startup handlers at once; the first failure cancels the rest."""
@@ -253,16 +243,6 @@ class Runtime:
 async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
-
-
-async def _disconnect(connection: object) -> None:
-    disconnect = getattr(connection, "disconnect", None)
-    if disconnect is None:
-        return
-    if inspect.iscoroutinefunction(disconnect):
-        await disconnect()
-    else:
-        await offload.run_sync(disconnect, abandon_on_cancel=True)
 
 
 async def run_workflow(

@@ -6,10 +6,9 @@ of its own, and returns once it committed (durable, by the server's `synchronous
 session state is relied on (no session advisory lock, no temporary table): a lost connection
 fails the call under way with StateStoreError, and the next call connects again.
 
-What replicas share: `claim_fire` inserts into the `fires` ledger (unique per workflow, trigger
-and fire time) in the transaction that advances the last fire, so exactly one replica claims
-each fire; stream leases and fenced positions (`Leases`, see _leases.py); heartbeats.
-psycopg is imported on first use, so `import dataflow` and the SQLite default never need it.
+What replicas share: `claim_fire` inserts into the `fires` ledger (unique per workflow, trigger and
+fire time) in the transaction that advances the last fire, so exactly one replica claims each fire;
+stream leases and fenced positions (`Leases`); heartbeats. psycopg is imported on first use only.
 """
 
 from __future__ import annotations
@@ -204,9 +203,12 @@ class PostgresStore(SharedMethods):
         failed_only: bool = False,
         limit: int = 50,
         run_id: str | None = None,
+        status: str | None = None,
+        before: datetime | None = None,
     ) -> list[RunRecord]:
         with self._transaction() as cur:
-            return history.select_runs(cur, workflow, trigger, failed_only, limit, run_id)
+            asked = (workflow, trigger, failed_only, limit, run_id, status, before)
+            return history.select_runs(cur, *asked)
 
     def runs_by_id(self, run_ids: Sequence[str]) -> list[RunRecord]:
         with self._transaction() as cur:

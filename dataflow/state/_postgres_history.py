@@ -9,6 +9,7 @@ locale.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from dataflow.state._interface import DeadLetter, Retention, RunRecord
@@ -28,9 +29,17 @@ def select_runs(
     failed_only: bool,
     limit: int,
     run_id: str | None,
+    status: str | None = None,
+    before: datetime | None = None,
 ) -> list[RunRecord]:
     """`run_id`: the runs whose id starts with it, as the console shows ids."""
-    where = {"workflow = %s": workflow, "trigger = %s": trigger, "starts_with(run_id, %s)": run_id}
+    where = {
+        "workflow = %s": workflow,
+        "trigger = %s": trigger,
+        "starts_with(run_id, %s)": run_id,
+        "status = %s": status,
+        "started_at < %s": before,
+    }
     given = {test: value for test, value in where.items() if value is not None}
     sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE {' AND '.join(given)}"
     if failed_only:

@@ -158,6 +158,16 @@ def test_trigger_runs_once_against_the_shared_store(
             2,
             "state store URL postgresql://ops:***@127.0.0.1/test?nonsense=1 is not valid",
         ),
+        (
+            "postgresql://ops:pg-S3cret-pw@127.0.0.1:abc/test",
+            2,
+            "DATAFLOW_STATE_URL='postgresql://ops:***@127.0.0.1:abc/test' is not valid: Port",
+        ),
+        (
+            "postgresql://ops@127.0.0.1/test?password=pg-S3cret-pw&nonsense=1",
+            2,
+            "state store URL postgresql://ops@127.0.0.1/test?password=*** is not valid",
+        ),
     ],
 )
 def test_a_url_that_cannot_work_is_one_line_without_the_password(
@@ -169,6 +179,18 @@ def test_a_url_that_cannot_work_is_one_line_without_the_password(
     found, out, err = cli("history", str(workflow_file), "--state", url, capsys=capsys)
     assert (found, out) == (code, "")
     assert err.startswith(f"dataflow: error: {says}") and err.count("\n") == 1
+    assert "S3cret" not in err
+
+
+def test_reset_state_with_a_postgresql_store_is_refused(
+    shared: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--reset-state` sets a broken state FILE aside: with a URL store it would silently do
+    nothing, so it is bad input (exit 2), said in one line."""
+    workflow_file, url = shared
+    code, out, err = cli("run", str(workflow_file), "--state", url, "--reset-state", capsys=capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("dataflow: error: --reset-state sets a broken state file aside")
 
 
 def test_without_psycopg_the_error_says_what_to_install(

@@ -24,7 +24,7 @@ from dataflow._core.errors import StateStoreError
 from dataflow._core.logs import get_logger
 from dataflow.state._interface import RunRecord
 from dataflow.state._leases import Claim, Leases
-from dataflow.state._store import LAST_FIRE  # where a store keeps a trigger's last fire
+from dataflow.state._store import LAST_FIRE as LAST_FIRE  # where a store keeps last fires
 from dataflow.triggers._cron.missed import (
     COUNT_LIMIT,
     MAX_CATCHUP_RUNS,
