@@ -153,17 +153,18 @@ def _existing_state(settings: Settings, workflow_class: type[Workflow]) -> Store
 
 def list_command(args: argparse.Namespace) -> int:
     from dataflow._cli.views import show_triggers
-    from dataflow.runtime._describe import describe_triggers
+    from dataflow.runtime._describe import describe_triggers, replicas_of
 
     settings, workflow_class = load(args)
     now = args.after or datetime.now(UTC)
     store = _existing_state(settings, workflow_class)
     try:
         infos = describe_triggers(workflow_class, store, now, args.next)
+        replicas = replicas_of(store, workflow_class.workflow_name, settings.replica_ttl)
     finally:
         if store is not None:
             store.close()
-    show_triggers(workflow_class.workflow_name, infos, now, as_json=args.json)
+    show_triggers(workflow_class.workflow_name, infos, now, as_json=args.json, replicas=replicas)
     return 0
 
 

@@ -26,17 +26,53 @@ from dataflow.runtime._describe import (
     run_json,
 )
 from dataflow.state import DeadLetter, RunRecord
+from dataflow.state._leases import Replica
 
 _VALUE_WIDTH = 24  # a saved value (resume token, watermark) is cut to this in a table
 _SECONDS = frozenset({"misfire_grace", "jitter", "timeout", "retry_delay", "checkpoint_interval"})
 
 
 def show_triggers(
-    workflow: str, infos: Sequence[TriggerInfo], now: datetime, *, as_json: bool
+    workflow: str,
+    infos: Sequence[TriggerInfo],
+    now: datetime,
+    *,
+    as_json: bool,
+    replicas: Sequence[tuple[Replica, bool]] = (),
 ) -> None:
+    """`replicas`: on a shared store, every replica that sent a heartbeat, and whether it is
+    live (heard within DATAFLOW_REPLICA_TTL)."""
     if as_json:
-        print_json({"workflow": workflow, "now": now, "triggers": [i.to_json() for i in infos]})
+        shown = {"workflow": workflow, "now": now, "triggers": [i.to_json() for i in infos]}
+        if replicas:
+            shown["replicas"] = [_replica_json(replica, live) for replica, live in replicas]
+        print_json(shown)
         return
+    _trigger_table(infos, now)
+    if replicas:
+        print()
+        rows = [
+            [r.replica_id, utc_time(r.last_heartbeat), _liveness(r, live)] for r, live in replicas
+        ]
+        print_table(("REPLICA", "LAST HEARTBEAT (UTC)", "STATUS"), rows)
+
+
+def _replica_json(replica: Replica, live: bool) -> dict[str, Any]:
+    return {
+        "replica": replica.replica_id,
+        "started_at": replica.started_at,
+        "last_heartbeat": replica.last_heartbeat,
+        "silent_seconds": round(replica.silent_for.total_seconds(), 3),
+        "live": live,
+    }
+
+
+def _liveness(replica: Replica, live: bool) -> str:
+    silent = f"silent {replica.silent_for.total_seconds():.0f}s"
+    return f"live ({silent})" if live else f"dead ({silent})"
+
+
+def _trigger_table(infos: Sequence[TriggerInfo], now: datetime) -> None:
     headers = (
         "TRIGGER",
         "KIND",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,10 @@ class Settings:
     http_token: str | None = field(default=None, repr=False)
     history_days: float = 30.0  # run history older than this is pruned
     history_max_runs_per_trigger: int = 10_000  # and a trigger's runs beyond its newest these
+    # Replicas on a shared store: this process's name in heartbeats and run records, and how
+    # long a replica's heartbeat may stay silent before it counts as dead.
+    replica_id: str = field(default_factory=lambda: default_replica_id())
+    replica_ttl: float = 15.0
 
     def __post_init__(self) -> None:
         """Every number in range, checked once, whether it came from the environment, the
@@ -58,6 +63,12 @@ class Settings:
             _MAX_RUNS_PER_TRIGGER,
         )
         _check_state_url(self.state_url, self.state_path)
+        _check_range("DATAFLOW_REPLICA_TTL", self.replica_ttl, _MIN_TTL, _MAX_GRACE, "seconds")
+        if not self.replica_id.strip() or len(self.replica_id) > _MAX_REPLICA_ID:
+            raise SettingsError(
+                f"DATAFLOW_REPLICA_ID={self.replica_id!r} is not valid: use a name of 1 to "
+                f"{_MAX_REPLICA_ID} characters, unique among the replicas"
+            )
         register_secret(self.http_token)
 
     @classmethod
@@ -83,6 +94,8 @@ class Settings:
             history_max_runs_per_trigger=read.number(
                 "DATAFLOW_HISTORY_MAX_RUNS_PER_TRIGGER", int, 10_000
             ),
+            replica_id=env.get("DATAFLOW_REPLICA_ID") or default_replica_id(),
+            replica_ttl=read.number("DATAFLOW_REPLICA_TTL", float, 15.0),
         )
 
     def state_file(self, workflow: str) -> Path:
@@ -99,6 +112,14 @@ _MAX_THREADS = 10_000
 # runs per trigger is far beyond what one SQLite file should hold.
 _MIN_DAYS, _MAX_DAYS = 1.0, 36_500.0
 _MAX_RUNS_PER_TRIGGER = 1_000_000_000
+# A replica heartbeats every third of the TTL: under 3 s, a busy machine would miss beats.
+_MIN_TTL = 3.0
+_MAX_REPLICA_ID = 200
+
+
+def default_replica_id() -> str:
+    """`<hostname>-<pid>`: unique per process on a machine, and it says where the process is."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _check_state_url(url: str | None, path: Path | None) -> None:

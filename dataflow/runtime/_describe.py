@@ -19,6 +19,7 @@ from typing import Any
 
 from dataflow._core.redact import redact_text
 from dataflow.state import DeadLetter, RunRecord, SqliteStore, Store
+from dataflow.state._leases import Leases, Replica
 from dataflow.triggers._changestream.policy import TOKEN_KEY
 from dataflow.triggers._cron.trigger import LAST_FIRE
 from dataflow.triggers.workflow import DeclaredTrigger, Workflow
@@ -181,3 +182,11 @@ def json_default(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def replicas_of(store: Store | None, workflow: str, ttl: float) -> list[tuple[Replica, bool]]:
+    """On a store replicas share: each replica heard from, and whether it is live (heard
+    within `ttl` seconds, by the database's clock)."""
+    if not isinstance(store, Leases):
+        return []
+    return [(r, r.silent_for.total_seconds() < ttl) for r in store.replicas(workflow)]

@@ -35,8 +35,11 @@ def open_store(workflow_class: type[Workflow], settings: Settings, reset: bool =
                 "--reset-state sets a broken state file aside; the PostgreSQL store "
                 f"{settings.state_location(workflow_class.workflow_name)} has none: run without it"
             )
-        return PostgresStore(settings.state_url)
-    return open_workflow_state(workflow_class, settings, reset)
+        ttl = settings.replica_ttl
+        return PostgresStore(settings.state_url, replica_id=settings.replica_id, replica_ttl=ttl)
+    store = open_workflow_state(workflow_class, settings, reset)
+    store.replica_id = settings.replica_id  # on its run records, as on a shared store
+    return store
 
 
 def open_workflow_state(

@@ -16,7 +16,7 @@ from datetime import datetime
 import anyio
 from anyio.abc import TaskStatus
 
-from dataflow._core.clock import Clock, SystemClock, iso
+from dataflow._core.clock import Clock, SystemClock
 from dataflow._core.errors import StartupFailed, StateStoreError, TriggerFailed
 from dataflow._core.exports import publish
 from dataflow._core.logs import get_logger
@@ -29,6 +29,7 @@ from dataflow.runtime._identity import open_store
 from dataflow.runtime._loopwatch import watch_event_loop
 from dataflow.runtime._metrics import RunMetrics
 from dataflow.runtime._pruner import serve_history_pruning
+from dataflow.runtime._replicas import Presence, interrupted_runs
 from dataflow.runtime._statefile import watch_state_file
 from dataflow.runtime._stopping import wait_out_grace
 from dataflow.runtime._stopwatch import OVERDUE, StopWatch
@@ -76,6 +77,8 @@ class Runtime:
         self.began_at: datetime | None = None
         self._ran = False
         self.stop_watch = StopWatch(self.state, on_stop_overdue)
+        self.presence = Presence(self.state, self.name, self.settings)
+        self.metrics.count_claims(self.state)
 
     @property
     def phase(self) -> str:
@@ -137,6 +140,7 @@ class Runtime:
             await self.state.call(self.dispatcher.book.cancel_stuck)
         except StateStoreError as exc:  # the error that ended the run says more; keep it
             log.error("abandoned runs not recorded", error=str(exc))
+        await self.presence.leave()
         with self._close_scope:
             await close_held_connections(self.workflow)
 
@@ -149,10 +153,12 @@ class Runtime:
             runner=self.dispatcher,
             stopping=self.stopping,
             interrupted=interrupted or {},
+            recovered=self.presence.recovered,
         )
 
     async def _run(self, triggers: list[Trigger]) -> None:
-        ctx = self.context(await self._recover_interrupted())
+        await self.presence.join()  # live before it marks other replicas' runs interrupted
+        ctx = self.context(await interrupted_runs(self.state, self.name))
         self.metrics.watch(triggers)
         async with serve_metrics(self.settings, self.metrics.registry, self) as srv:
             self.metrics_server = srv
@@ -167,6 +173,7 @@ class Runtime:
             if isinstance(self.clock, SystemClock):  # on a test's virtual clock: no real file
                 tg.start_soon(watch_state_file, self.state)
             tg.start_soon(serve_history_pruning, self.state, self.name, self.settings, self.clock)
+            tg.start_soon(self.presence.serve)
             log.info("workflow starting", workflow=self.name, triggers=len(triggers))
             with self._hard_scope:
                 if not self.stopping.is_set():  # a signal may have come during the recovery
@@ -177,20 +184,6 @@ class Runtime:
                         [t for t in triggers if not t.runs_before_others], ctx
                     )
             tg.cancel_scope.cancel()
-
-    async def _recover_interrupted(self) -> dict[str, list[RunRecord]]:
-        """Find runs the previous process left unfinished; their triggers decide what to do."""
-        found = await self.state.call(self.state.mark_interrupted, self.name)
-        by_trigger: dict[str, list[RunRecord]] = {}
-        for record in found:
-            log.warning(
-                "run interrupted by a previous stop",
-                trigger=record.trigger,
-                run_id=record.run_id,
-                scheduled_at=iso(record.scheduled_at),
-            )
-            by_trigger.setdefault(record.trigger, []).append(record)
-        return by_trigger
 
     async def run_startup(self, startups: list[Trigger], ctx: TriggerContext) -> None:
         """All startup handlers at once; the first failure cancels the rest."""

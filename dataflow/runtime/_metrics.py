@@ -17,6 +17,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from dataflow._core.run import Run, RunStatus
+from dataflow.state import Store
+from dataflow.state._leases import Leases
 from dataflow.triggers.base import Trigger
 
 DURATION_BUCKETS: Final = (0.05, 0.25, 1, 5, 15, 60, 300, 900, 1800, 3600, float("inf"))
@@ -54,6 +56,11 @@ class RunMetrics:
         self.registry.register(self.in_flight)
         self.streams = StreamCollector(workflow, now)
         self.registry.register(self.streams)
+
+    def count_claims(self, store: Store) -> None:
+        """On a store replicas share: fire claims won and lost (another replica had them)."""
+        if isinstance(store, Leases):
+            self.registry.register(ClaimCollector(self.workflow, store))
 
     def watch(self, triggers: Iterable[Trigger]) -> None:
         """Show every trigger from the start (in-flight 0) and read stream triggers' stats."""
@@ -135,3 +142,21 @@ class StreamCollector(Collector):
         yield events
         yield letters
         yield age
+
+
+class ClaimCollector(Collector):
+    """Reads the store's claim counts when Prometheus scrapes."""
+
+    def __init__(self, workflow: str, store: Leases) -> None:
+        self.workflow = workflow
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        claims = CounterMetricFamily(
+            "dataflow_fire_claims",
+            "Cron fires this replica claimed (won) or found claimed by another (lost)",
+            labels=["workflow", "outcome"],
+        )
+        for outcome, count in sorted(self.store.claim_counts().items()):
+            claims.add_metric([self.workflow, outcome], count)
+        yield claims

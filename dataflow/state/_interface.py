@@ -36,6 +36,7 @@ class RunRecord:
     attempt: int
     error: str | None
     backfill: bool = False  # a past fire run again by `trigger --from/--to` (schema 3)
+    replica: str | None = None  # the replica that ran it (schema 5; PostgreSQL schema 2)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,15 @@ replica's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import ParamSpec, Protocol, TypeVar, runtime_checkable
+
+from dataflow.state._interface import RunRecord
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,20 @@ class Replica:
     silent_for: timedelta  # since its last heartbeat, by the database's clock
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A fire claimed by a trigger whose overlap is `skip` (`claim_fire_alone`)."""
+
+    won: bool  # this replica has the fire: it runs it, or records it skipped
+    running_on: str | None = None  # won, but this live replica runs the trigger: skip it
+
+
+@runtime_checkable
 class Leases(Protocol):
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """As `Store.call`: one of these blocking methods, in a worker thread."""
+        ...
+
     def acquire_lease(self, workflow: str, trigger: str, holder: str, ttl: timedelta) -> int | None:
         """Take the stream's lease for `ttl` if it is free (never held, expired or released)
         or already `holder`'s; returns the new term (greater than any before), or None while
@@ -72,4 +91,24 @@ class Leases(Protocol):
 
     def replicas(self, workflow: str) -> list[Replica]:
         """Every replica that sent a heartbeat, the most recently heard first."""
+        ...
+
+    def claim_fire_alone(self, workflow: str, trigger: str, fire_at: datetime) -> Claim:
+        """`claim_fire` for a trigger whose overlap is `skip`: in the claim's transaction, a
+        run of the trigger that another live replica is running is looked for; if there is
+        one the fire is claimed (it is not run anywhere) and `running_on` names the replica."""
+        ...
+
+    def recover_dead(self, workflow: str) -> list[RunRecord]:
+        """While running: runs of replicas whose heartbeat went silent for the TTL become
+        `interrupted` (each marked by one live replica only) and their fires can be claimed
+        again once, by this replica; returns the runs it marked."""
+        ...
+
+    def leave(self, workflow: str) -> None:
+        """A clean stop: this replica's heartbeat goes at once."""
+        ...
+
+    def claim_counts(self) -> dict[str, int]:
+        """Fire claims this process made, by outcome (`won`, `lost`), for metrics."""
         ...

@@ -46,6 +46,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS dead_letters_retried ON dead_letters (workflow, retried_at)
         WHERE retry_status = 'succeeded';
     """,
+    # 5: a run says which replica ran it (DATAFLOW_REPLICA_ID), as on the PostgreSQL store.
+    """
+    ALTER TABLE runs ADD COLUMN replica TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -63,6 +67,7 @@ COLUMNS = {
         "attempt",
         "error",
         "backfill",
+        "replica",
     },
     "dead_letters": {
         "id",

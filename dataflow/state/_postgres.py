@@ -14,6 +14,7 @@ stream leases and fenced positions (`Leases`); heartbeats. psycopg is imported o
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
@@ -22,11 +23,12 @@ from typing import Any, ParamSpec, TypeVar
 from dataflow._core import offload
 from dataflow._core.errors import DataflowError, SettingsError, StateStoreError
 from dataflow._core.redact import redact_text, redact_url, register_url
+from dataflow._core.settings import default_replica_id
 from dataflow.state import _postgres_history as history
 from dataflow.state import _postgres_leases as leases
 from dataflow.state._interface import DeadLetter, Retention, RunRecord
-from dataflow.state._leases import Lease, Replica
 from dataflow.state._postgres_schema import bring_forward
+from dataflow.state._postgres_shared import SharedMethods
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -40,13 +42,18 @@ def is_postgres_url(location: str) -> bool:
     return location.split("://", 1)[0].lower() in ("postgresql", "postgres")
 
 
-class PostgresStore:
+class PostgresStore(SharedMethods):
     """Opening connects and brings the schema forward (StateStoreError if the server cannot be
     reached, SettingsError for a URL psycopg cannot read or a missing psycopg)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, *, replica_id: str | None = None, replica_ttl: float = 15.0
+    ) -> None:
         register_url(url)  # its password never reaches a log line or an error
         self.url = url
+        self.replica_id = replica_id or default_replica_id()  # on its runs and fire claims
+        self.replica_ttl = timedelta(seconds=replica_ttl)  # silent longer: a replica is dead
+        self.claims: Counter[str] = Counter()
         self.where = redact_url(url)
         self._psycopg = _import_psycopg()
         self._lock = threading.Lock()
@@ -140,33 +147,12 @@ class PostgresStore:
             rows = cur.fetchall()
         return [(r["trigger"], r["key"], r["value"], r["updated_at"]) for r in rows]
 
-    # -- cron fires ----------------------------------------------------------------------
-    def claim_fire(self, workflow: str, trigger: str, fire_at: datetime) -> bool:
-        """The ledger row and the last fire in one transaction: only the replica whose insert
-        went in runs the fire. The last fire only moves forward (a slow replica claiming an
-        earlier fire leaves a later one in place); its text keeps the fire's own zone."""
-        with self._transaction() as cur:
-            cur.execute(
-                "INSERT INTO fires (workflow, trigger, fire_at) VALUES (%s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (workflow, trigger, fire_at),
-            )
-            if cur.rowcount != 1:
-                return False
-            cur.execute(
-                "INSERT INTO trigger_state (workflow, trigger, key, value, fire_at)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (workflow, trigger, key) DO UPDATE"
-                " SET value = excluded.value, fire_at = excluded.fire_at, updated_at = now()"
-                " WHERE trigger_state.fire_at IS NULL OR trigger_state.fire_at < excluded.fire_at",
-                (workflow, trigger, LAST_FIRE, fire_at.isoformat(), fire_at),
-            )
-        return True
-
+    # -- cron fires (claims: `SharedMethods`) ------------------------------------------
     def last_fire(self, workflow: str, trigger: str) -> datetime | None:
         raw = self.get_state(workflow, trigger, LAST_FIRE)
         return None if raw is None else datetime.fromisoformat(raw)
 
-    # -- stream positions, leases, heartbeats --------------------------------------------
+    # -- stream positions (leases: `SharedMethods`) --------------------------------------------
     def save_position(
         self, workflow: str, trigger: str, key: str, position: str, *, term: int | None = None
     ) -> None:
@@ -180,32 +166,6 @@ class PostgresStore:
     def load_position(self, workflow: str, trigger: str, key: str) -> str | None:
         return self.get_state(workflow, trigger, key)
 
-    def acquire_lease(self, workflow: str, trigger: str, holder: str, ttl: timedelta) -> int | None:
-        with self._transaction() as cur:
-            return leases.acquire(cur, workflow, trigger, holder, ttl)
-
-    def renew_lease(
-        self, workflow: str, trigger: str, holder: str, term: int, ttl: timedelta
-    ) -> bool:
-        with self._transaction() as cur:
-            return leases.renew(cur, workflow, trigger, holder, term, ttl)
-
-    def release_lease(self, workflow: str, trigger: str, holder: str, term: int) -> None:
-        with self._transaction() as cur:
-            leases.release(cur, workflow, trigger, holder, term)
-
-    def lease(self, workflow: str, trigger: str) -> Lease | None:
-        with self._transaction() as cur:
-            return leases.read(cur, workflow, trigger)
-
-    def heartbeat(self, workflow: str, replica_id: str) -> None:
-        with self._transaction() as cur:
-            leases.heartbeat(cur, workflow, replica_id)
-
-    def replicas(self, workflow: str) -> list[Replica]:
-        with self._transaction() as cur:
-            return leases.replicas(cur, workflow)
-
     # -- run history ---------------------------------------------------------------------
     def record_run_start(
         self,
@@ -218,11 +178,12 @@ class PostgresStore:
         *,
         backfill: bool = False,
     ) -> None:
+        me = self.replica_id
         with self._transaction() as cur:
             cur.execute(
                 "INSERT INTO runs (run_id, workflow, trigger, scheduled_at, started_at, status,"
-                " attempt, backfill) VALUES (%s, %s, %s, %s, %s, 'running', %s, %s)",
-                (run_id, workflow, trigger, scheduled_at, started_at, attempt, backfill),
+                " attempt, backfill, replica) VALUES (%s, %s, %s, %s, %s, 'running', %s, %s, %s)",
+                (run_id, workflow, trigger, scheduled_at, started_at, attempt, backfill, me),
             )
 
     def record_run_end(
@@ -252,10 +213,6 @@ class PostgresStore:
     def runs_by_id(self, run_ids: Sequence[str]) -> list[RunRecord]:
         with self._transaction() as cur:
             return history.select_runs_by_id(cur, run_ids)
-
-    def mark_interrupted(self, workflow: str) -> list[RunRecord]:
-        with self._transaction() as cur:
-            return history.mark_interrupted(cur, workflow)
 
     def prune_history(self, workflow: str, retention: Retention, *, batch: int) -> int:
         with self._transaction() as cur:

@@ -16,11 +16,10 @@ from dataflow.state._interface import DeadLetter, Retention, RunRecord
 
 RUN_COLUMNS = (
     "run_id, workflow, trigger, scheduled_at, started_at, ended_at, status, attempt, error,"
-    " backfill"
+    " backfill, replica"
 )
 LETTER_COLUMNS = "id, workflow, trigger, payload, error, created_at, retried_at, retry_status, raw"
 FAILED = "status IN ('failed', 'timed_out', 'cancelled', 'interrupted')"
-_INTERRUPTED_WHY = "the process stopped during the run"
 
 
 def select_runs(
@@ -53,15 +52,6 @@ def select_runs_by_id(cur: Any, run_ids: Sequence[str]) -> list[RunRecord]:
     cur.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ANY(%s)", (list(run_ids),))
     found = {row["run_id"]: RunRecord(**row) for row in cur.fetchall()}
     return [found[run_id] for run_id in run_ids if run_id in found]
-
-
-def mark_interrupted(cur: Any, workflow: str) -> list[RunRecord]:
-    cur.execute(
-        f"UPDATE runs SET status = 'interrupted', error = %s"
-        f" WHERE workflow = %s AND status = 'running' RETURNING {RUN_COLUMNS}",
-        (_INTERRUPTED_WHY, workflow),
-    )
-    return [RunRecord(**row) for row in cur.fetchall()]
 
 
 def dead_letters(cur: Any, workflow: str, include_retried: bool) -> list[DeadLetter]:

@@ -1,9 +1,9 @@
 """The PostgreSQL store's schema: versioned in `dataflow_schema`, brought forward on open.
 
-Each migration runs in a transaction of its own, holding a transaction-scoped advisory lock
+The migrations run in one transaction, holding a transaction-scoped advisory lock
 (`pg_advisory_xact_lock`, released by the commit: no session lock outlives it), and re-reads the
-version under that lock: replicas starting together migrate once, one after the other, and the
-second finds the work done. A database written by a newer dataflow is refused, never changed.
+version under that lock: replicas starting together migrate once, and the others find the work
+done. A database written by a newer dataflow is refused, never changed.
 
 Every table is keyed by workflow, so several workflows share one database (or one schema: the
 tables go where the connection's `search_path` puts them).
@@ -88,6 +88,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (workflow, replica_id)
     );
     """,
+    # 2: replicas catch each other's runs up. A run says which replica ran it; a fire whose
+    # run a dead replica left `running` is handed to the one live replica that marked the run
+    # interrupted (`recover_by`), which alone may claim it again (`attempt` counts the claims).
+    """
+    ALTER TABLE runs ADD COLUMN replica text;
+    ALTER TABLE fires ADD COLUMN recover_by text;
+    ALTER TABLE fires ADD COLUMN attempt integer NOT NULL DEFAULT 1;
+    CREATE INDEX runs_running_by_trigger ON runs (workflow, trigger) WHERE status = 'running';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -103,8 +112,8 @@ def bring_forward(conn: Any, where: str) -> int:
     applied = 0
     found = current_version(conn)
     _refuse_newer(found, where)
-    while found < SCHEMA_VERSION:
-        with conn.transaction():
+    if found < SCHEMA_VERSION:
+        with conn.transaction():  # every step at once: a replica never sees a half-way schema
             conn.execute(_LOCK)
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS dataflow_schema ("
@@ -113,15 +122,14 @@ def bring_forward(conn: Any, where: str) -> int:
             )
             found = current_version(conn)  # under the lock: another replica may have moved it
             _refuse_newer(found, where)
-            if found < SCHEMA_VERSION:
-                conn.execute(MIGRATIONS[found])
-                conn.execute(
-                    "INSERT INTO dataflow_schema (single, version) VALUES (true, %s)"
-                    " ON CONFLICT (single) DO UPDATE SET version = excluded.version",
-                    (found + 1,),
-                )
-                found += 1
+            for step in MIGRATIONS[found:]:
+                conn.execute(step)
                 applied += 1
+            conn.execute(
+                "INSERT INTO dataflow_schema (single, version) VALUES (true, %s)"
+                " ON CONFLICT (single) DO UPDATE SET version = excluded.version",
+                (SCHEMA_VERSION,),
+            )
     return applied
 
 

@@ -16,7 +16,7 @@ from dataflow.state._interface import DeadLetter, Retention, RunRecord
 
 RUN_COLUMNS = (
     "run_id, workflow, trigger, scheduled_at, started_at, ended_at, status, attempt, error,"
-    " backfill"
+    " backfill, replica"
 )
 _IDS_PER_QUERY = 500  # well under SQLite's bound on parameters in one statement
 LETTER_COLUMNS = "id, workflow, trigger, payload, error, created_at, retried_at, retry_status, raw"
@@ -144,6 +144,7 @@ def run_record(row: sqlite3.Row) -> RunRecord:
         attempt=row["attempt"],
         error=row["error"],
         backfill=bool(row["backfill"]),
+        replica=row["replica"],
     )
 
 

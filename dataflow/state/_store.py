@@ -43,6 +43,7 @@ class SqliteStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._opened = ""  # the file's identity when opened (device, inode; its WAL's)
+        self.replica_id: str | None = None  # written on each run record; the runtime sets it
         self._db = self._open()
 
     def _open(self) -> sqlite3.Connection:
@@ -177,7 +178,7 @@ class SqliteStore:
         with self._cursor() as cur:
             cur.execute(
                 "INSERT INTO runs (run_id, workflow, trigger, scheduled_at, started_at, status,"
-                " attempt, backfill) VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+                " attempt, backfill, replica) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                 (
                     run_id,
                     workflow,
@@ -186,6 +187,7 @@ class SqliteStore:
                     iso(started_at, utc=True),
                     attempt,
                     int(backfill),
+                    self.replica_id,
                 ),
             )
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from dataflow._core.clock import Clock
 from dataflow._core.errors import SettingsError, TriggerFailed, WorkflowError
@@ -105,6 +106,9 @@ class TriggerContext:
     stopping: anyio.Event  # set on the first SIGINT/SIGTERM: stop firing, let runs finish
     # runs the previous process left unfinished (it died), by trigger name
     interrupted: Mapping[str, list[RunRecord]] = field(default_factory=dict)
+    # while running (replicas): runs a dead replica left unfinished, handed to this one to
+    # catch up; the cron scheduler reads them
+    recovered: MemoryObjectReceiveStream[list[RunRecord]] | None = None
 
 
 @dataclass

@@ -86,6 +86,8 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
         ("DATAFLOW_METRICS_PORT", "-5"),
         ("DATAFLOW_HISTORY_DAYS", "0"),
         ("DATAFLOW_HISTORY_MAX_RUNS_PER_TRIGGER", "0"),
+        ("DATAFLOW_REPLICA_TTL", "1"),
+        ("DATAFLOW_REPLICA_ID", " "),
     ],
 )
 def test_out_of_range_settings_are_refused_before_anything_starts(

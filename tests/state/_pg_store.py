@@ -43,3 +43,13 @@ def fresh_schema() -> Iterator[str]:
     finally:
         conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
         conn.close()
+
+
+def sql(schema: str, statement: str) -> list[tuple[object, ...]]:
+    conn = admin()
+    try:
+        conn.execute(f"SET search_path = {schema}")
+        cur = conn.execute(statement)
+        return list(cur.fetchall()) if cur.description else []
+    finally:
+        conn.close()

@@ -19,6 +19,7 @@ import pytest
 from dataflow import Runtime, Settings
 from dataflow._cli.loader import load_workflow
 from dataflow.main import main
+from dataflow.state import PostgresStore
 from dataflow.testing import FakeClock
 from tests._paths import ROOT
 from tests._runtime import START
@@ -55,7 +56,8 @@ async def _two_replicas(workflow_file: Path, url: str) -> None:
     workflow_class = load_workflow(str(workflow_file))
     clocks = [FakeClock(START), FakeClock(START)]
     replicas = [
-        Runtime(workflow_class(), settings=Settings(state_url=url), clock=clock) for clock in clocks
+        Runtime(workflow_class(), settings=Settings(state_url=url, replica_id=name), clock=clock)
+        for name, clock in zip(("r1", "r2"), clocks, strict=True)
     ]
     finished = _finished_runs(replicas)
     with anyio.fail_after(20):
@@ -214,3 +216,26 @@ def test_import_dataflow_and_the_sqlite_default_never_load_psycopg(tmp_path: Pat
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "False\n", "")
+
+
+def test_list_shows_the_replicas_and_which_are_live(
+    shared: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both replicas stopped cleanly (no heartbeat left); two more heard from, one an hour
+    ago: `list` shows them, newest heartbeat first, live or dead by DATAFLOW_REPLICA_TTL."""
+    workflow_file, url = shared
+    code, out, _ = cli("list", str(workflow_file), "--state", url, "--json", capsys=capsys)
+    assert code == 0 and "replicas" not in json.loads(out)
+    store = PostgresStore(url)
+    try:
+        store.heartbeat("shop", "old-one")
+        with store._transaction() as cur:
+            cur.execute("UPDATE replicas SET last_heartbeat = now() - interval '1 hour'")
+        store.heartbeat("shop", "host-a-41")
+    finally:
+        store.close()
+    code, out, _ = cli("list", str(workflow_file), "--state", url, "--json", capsys=capsys)
+    shown = [(r["replica"], r["live"]) for r in json.loads(out)["replicas"]]
+    assert code == 0 and shown == [("host-a-41", True), ("old-one", False)]
+    code, out, _ = cli("list", str(workflow_file), "--state", url, capsys=capsys)
+    assert "REPLICA" in out and "dead (silent 3600s)" in out

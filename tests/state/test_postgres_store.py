@@ -13,7 +13,7 @@ import pytest
 
 from dataflow.state import LeaseLost, PostgresStore, Retention, StateStoreError
 from dataflow.state._postgres_schema import SCHEMA_VERSION
-from tests.state._pg_store import admin, fresh_schema, schema_url
+from tests.state._pg_store import fresh_schema, schema_url, sql
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TTL = timedelta(seconds=30)
@@ -35,16 +35,6 @@ def stores(schema: str) -> Iterator[tuple[PostgresStore, PostgresStore]]:
     finally:
         a.close()
         b.close()
-
-
-def sql(schema: str, statement: str) -> list[tuple[object, ...]]:
-    conn = admin()
-    try:
-        conn.execute(f"SET search_path = {schema}")
-        cur = conn.execute(statement)
-        return list(cur.fetchall()) if cur.description else []
-    finally:
-        conn.close()
 
 
 def test_two_replicas_racing_for_200_fires_each_win_exactly_one(
@@ -195,7 +185,7 @@ def test_replicas_starting_together_migrate_once(schema: str) -> None:
         thread.join(timeout=60)
     for store in opened:
         store.close()
-    assert errors == [] and sorted(s.migrated for s in opened) == [0, 0, 0, 1]
+    assert errors == [] and sorted(s.migrated for s in opened) == [0, 0, 0, SCHEMA_VERSION]
 
 
 def test_a_schema_of_a_newer_dataflow_is_refused(schema: str) -> None:

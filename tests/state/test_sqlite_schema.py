@@ -71,7 +71,7 @@ def test_a_file_of_the_last_release_opens_at_schema_4_and_keeps_its_positions(
     finally:
         store.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_schema WHERE type='index'")}
     assert {"runs_failed", "runs_failed_by_trigger", "dead_letters_retried"} <= indexes
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

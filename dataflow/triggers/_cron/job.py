@@ -20,7 +20,10 @@ from typing import Any, Literal
 import anyio
 
 from dataflow._core.clock import iso
+from dataflow._core.errors import StateStoreError
 from dataflow._core.logs import get_logger
+from dataflow.state._interface import RunRecord
+from dataflow.state._leases import Claim, Leases
 from dataflow.state._store import LAST_FIRE as LAST_FIRE  # where a store keeps last fires
 from dataflow.triggers._cron.missed import (
     COUNT_LIMIT,
@@ -197,16 +200,49 @@ class CronJob:
         # recorded skipped). A stop landing in between would lose the fire for good: neither
         # run nor recorded, and a restart catches up only after the last fire.
         with anyio.CancelScope(shield=True):
-            if await self._claim(ctx, fire_at):
+            claim = await self._claim(ctx, fire_at)
+            if claim.running_on is not None:
+                why = f"previous run still in progress on replica {claim.running_on}"
+                await ctx.runner.record_skipped(request, why)
+            elif claim.won:
                 await gate.submit(request)
         return fire_at
 
-    async def _claim(self, ctx: TriggerContext, fire_at: datetime) -> bool:
-        """Claim the fire, which becomes the last fire; False: another replica runs it."""
-        claimed = await ctx.state.call(ctx.state.claim_fire, ctx.workflow, self.name, fire_at)
-        if not claimed:
+    async def _claim(self, ctx: TriggerContext, fire_at: datetime) -> Claim:
+        """Claim the fire, which becomes the last fire; not won: another replica runs it, or
+        the store cannot be reached (then no replica may be the one that runs it twice: a
+        replica that lost the database claims nothing until it has it back)."""
+        state, workflow = ctx.state, ctx.workflow
+        try:
+            if self.policy.overlap is Overlap.SKIP and isinstance(state, Leases):
+                claim = await state.call(state.claim_fire_alone, workflow, self.name, fire_at)
+            else:
+                claim = Claim(await state.call(state.claim_fire, workflow, self.name, fire_at))
+        except StateStoreError as exc:
+            if not isinstance(state, Leases):  # a store of its own (SQLite): its error ends it
+                raise
+            log.debug(
+                "fire not claimed: state store unreachable", trigger=self.name, error=str(exc)
+            )
+            return Claim(False)
+        if not claim.won:
             log.debug("fire claimed by another replica", trigger=self.name, fire_at=iso(fire_at))
-        return claimed
+        return claim
+
+    async def recover(self, ctx: TriggerContext, gate: OverlapGate, runs: list[RunRecord]) -> None:
+        """Runs a dead replica left unfinished, found while running: their fires run again by
+        the catch-up policy (within the grace; `coalesce`: the newest one), one after another;
+        the others are recorded skipped. Only this replica may claim them again."""
+        fires = sorted({r.scheduled_at for r in runs if r.scheduled_at and not r.backfill})
+        fresh = in_grace(self.policy.misfire_grace, ctx.clock.now())
+        chosen = [fire for fire in fires if fresh(fire)]
+        chosen = {"all": chosen, "coalesce": chosen[-1:], "none": []}[self.policy.catchup]
+        for fire_at in chosen:
+            await gate.wait_idle()
+            await self.fire(ctx, gate, fire_at)
+        if skipped := [fire for fire in fires if fire not in chosen]:
+            why = "its replica stopped during the run; not run again by catchup/grace"
+            await record_skipped(ctx, self.request, skipped, why)
 
 
 def last_fires(items: list[tuple[str, str, str, datetime]]) -> dict[str, datetime]:

@@ -24,10 +24,12 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from dataflow._core.clock import Clock, iso
 from dataflow._core.errors import StateStoreError, TriggerFailed
 from dataflow._core.logs import get_logger
+from dataflow.state import RunRecord
 from dataflow.triggers._cron.job import CronJob, last_fires
 from dataflow.triggers._cron.overlap import OverlapGate
 from dataflow.triggers._cron.steps import LateReport, StepWatch
@@ -90,6 +92,8 @@ class CronScheduler:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 self._build_heap(ctx, last_fires(items))
+                if ctx.recovered is not None:
+                    tg.start_soon(self._serve_recoveries, ctx.recovered)
                 task_status.started()
                 await self._serve_heap(ctx)
                 tg.cancel_scope.cancel()
@@ -111,6 +115,17 @@ class CronScheduler:
                 self._slots.append(slot := _Slot(job, resume or now))
                 self._heap.append(self._entry(slot))
         heapq.heapify(self._heap)
+
+    async def _serve_recoveries(
+        self, recovered: MemoryObjectReceiveStream[list[RunRecord]]
+    ) -> None:
+        """Each trigger catches up the runs a dead replica left, beside its own fires."""
+        assert self._ctx is not None and self._tg is not None
+        slots = {slot.job.name: slot for slot in self._slots}
+        async for runs in recovered:
+            for name in sorted({run.trigger for run in runs} & slots.keys()):
+                slot, mine = slots[name], [run for run in runs if run.trigger == name]
+                self._tg.start_soon(slot.job.recover, self._ctx, self._gate(slot), mine)
 
     async def _serve_heap(self, ctx: TriggerContext) -> None:
         assert self._watch is not None

@@ -15,7 +15,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from dataflow.triggers._cron.job import LAST_FIRE, Catchup, CronJob, CronPolicy
+from dataflow.state._store import LAST_FIRE
+from dataflow.triggers._cron.job import Catchup, CronJob, CronPolicy
 from dataflow.triggers._cron.schedule import CronSchedule
 from dataflow.triggers._cron.scheduler import CronScheduler
 from dataflow.triggers.base import (
