@@ -251,6 +251,14 @@ async def test_counters_for_metrics(tmp_path: Path) -> None:
             [trigger] = runtime.metrics.streams.triggers
             labels = {"workflow": "shop", "trigger": "sync"}
             sample = runtime.metrics.registry.get_sample_value
+            # Counted (and the token saved) once each run's bookkeeping is done, a moment after
+            # the handler returns.
+            await wait_for(
+                lambda: (
+                    sample("dataflow_change_events_total", labels) == 3.0
+                    and sample("dataflow_resume_token_age_seconds", labels) is not None
+                )
+            )
             events = sample("dataflow_change_events_total", labels)
             age = sample("dataflow_resume_token_age_seconds", labels)
     assert isinstance(trigger, ChangeStreamTrigger)
