@@ -22,16 +22,17 @@ from typing import Any, ParamSpec, TypeVar
 from dataflow._core import offload
 from dataflow._core.errors import DataflowError, SettingsError, StateStoreError
 from dataflow._core.redact import redact_text, redact_url, register_url
+from dataflow.state import _postgres_fires as ledger
 from dataflow.state import _postgres_history as history
 from dataflow.state import _postgres_leases as leases
 from dataflow.state._interface import DeadLetter, Retention, RunRecord
 from dataflow.state._leases import Lease, Replica
+from dataflow.state._postgres_fires import LAST_FIRE
 from dataflow.state._postgres_schema import bring_forward
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-LAST_FIRE = "last_fire"  # the trigger_state key of a last fire, as in the SQLite store
 CONNECT_TIMEOUT = 10  # seconds: an unreachable server fails the start, not hangs it
 INSTALL = "pip install 'dataflow-runtime[postgresql]'"
 
@@ -40,7 +41,7 @@ def is_postgres_url(location: str) -> bool:
     return location.split("://", 1)[0].lower() in ("postgresql", "postgres")
 
 
-class PostgresStore:
+class PostgresStore(ledger.PostgresFireLedger):
     """Opening connects and brings the schema forward (StateStoreError if the server cannot be
     reached, SettingsError for a URL psycopg cannot read or a missing psycopg)."""
 
@@ -140,28 +141,7 @@ class PostgresStore:
             rows = cur.fetchall()
         return [(r["trigger"], r["key"], r["value"], r["updated_at"]) for r in rows]
 
-    # -- cron fires ----------------------------------------------------------------------
-    def claim_fire(self, workflow: str, trigger: str, fire_at: datetime) -> bool:
-        """The ledger row and the last fire in one transaction: only the replica whose insert
-        went in runs the fire. The last fire only moves forward (a slow replica claiming an
-        earlier fire leaves a later one in place); its text keeps the fire's own zone."""
-        with self._transaction() as cur:
-            cur.execute(
-                "INSERT INTO fires (workflow, trigger, fire_at) VALUES (%s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (workflow, trigger, fire_at),
-            )
-            if cur.rowcount != 1:
-                return False
-            cur.execute(
-                "INSERT INTO trigger_state (workflow, trigger, key, value, fire_at)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (workflow, trigger, key) DO UPDATE"
-                " SET value = excluded.value, fire_at = excluded.fire_at, updated_at = now()"
-                " WHERE trigger_state.fire_at IS NULL OR trigger_state.fire_at < excluded.fire_at",
-                (workflow, trigger, LAST_FIRE, fire_at.isoformat(), fire_at),
-            )
-        return True
-
+    # -- cron fires (claims: `PostgresFireLedger`) -------------------------------------------
     def last_fire(self, workflow: str, trigger: str) -> datetime | None:
         raw = self.get_state(workflow, trigger, LAST_FIRE)
         return None if raw is None else datetime.fromisoformat(raw)
@@ -224,6 +204,8 @@ class PostgresStore:
                 " attempt, backfill) VALUES (%s, %s, %s, %s, %s, 'running', %s, %s)",
                 (run_id, workflow, trigger, scheduled_at, started_at, attempt, backfill),
             )
+            if scheduled_at is not None:
+                ledger.run_started(cur, workflow, trigger, scheduled_at, run_id, backfill)
 
     def record_run_end(
         self, run_id: str, status: str, ended_at: datetime, error: str | None = None

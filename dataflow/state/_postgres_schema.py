@@ -88,6 +88,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (workflow, replica_id)
     );
     """,
+    # 2: the fire ledger keeps each fire's outcome (`_ledger.py`) beside its claim; rows
+    # claimed before say only that (`claimed`). Pruned by fire time.
+    """
+    ALTER TABLE fires ADD COLUMN outcome text NOT NULL DEFAULT 'claimed';
+    ALTER TABLE fires ADD COLUMN reason text;
+    ALTER TABLE fires ADD COLUMN run_id text;
+    ALTER TABLE fires ADD COLUMN related_at timestamptz;
+    CREATE INDEX fires_by_time ON fires (workflow, fire_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -21,7 +21,7 @@ from anyio.abc import TaskStatus
 from dataflow._core.clock import Clock
 from dataflow._core.errors import SettingsError, TriggerFailed, WorkflowError
 from dataflow._core.run import Run, RunStatus
-from dataflow.state import RunRecord, Store
+from dataflow.state import FireEntry, RunRecord, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 SPEC_ATTRIBUTE = "__dataflow_trigger__"
@@ -82,7 +82,12 @@ class Runner(Protocol):
 
     async def execute(self, request: RunRequest, handle: RunHandle | None = None) -> RunOutcome: ...
 
-    async def record_skipped(self, request: RunRequest, reason: str) -> None: ...
+    async def record_skipped(
+        self, request: RunRequest, reason: str, ledger: Sequence[FireEntry] | None = None
+    ) -> None:
+        """A skipped run record; `ledger`: the fire ledger rows to write with it (None: the
+        request's fire, `skipped` for `reason`)."""
+        ...
 
     def spawn(self, request: RunRequest) -> RunHandle:
         """Start a run in the runtime's run group (it survives the trigger's stop for grace)."""
