@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 
 from dataflow._cli.commands import _existing_state, load
 from dataflow._cli.tables import print_json
-from dataflow.runtime._explain import FireAccount, cron_schedule_of, explain_at, explain_since
+from dataflow.runtime._explain import (
+    MAX_FIRES,
+    FireAccount,
+    cron_schedule_of,
+    explain_at,
+    explain_since,
+)
 
 
 def explain_command(args: argparse.Namespace) -> int:
@@ -26,12 +32,14 @@ def explain_command(args: argparse.Namespace) -> int:
         if store is not None:
             store.close()
     if args.json:
-        zone = schedule.timezone.key
         fires = [f.to_json(now) if isinstance(f, FireAccount) else {"line": f} for f in found]
-        print_json(
-            {"trigger": trigger, "timezone": zone, "schedule": schedule.expression, "fires": fires}
-        )
+        zone, expression = schedule.timezone.key, schedule.expression
+        more = len(found) >= MAX_FIRES  # the first MAX_FIRES only: a later --since goes on
+        shape = {"trigger": trigger, "timezone": zone, "schedule": expression, "more": more}
+        print_json({**shape, "fires": fires})
     else:
         for account in found:
             print(account.line if isinstance(account, FireAccount) else account)
+        if len(found) >= MAX_FIRES:
+            print(f"(the first {MAX_FIRES} fire times only: give a later --since for more)")
     return 0

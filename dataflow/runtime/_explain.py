@@ -22,8 +22,9 @@ from dataflow.triggers._cron.zone import first_change
 from dataflow.triggers.cronjob import CronSpec
 from dataflow.triggers.workflow import DeclaredTrigger
 
-MAX_FIRES = 1000  # fire times one answer lists at most (the newest)
+MAX_FIRES = 1000  # fire times one answer lists at most (the oldest: a later --since goes on)
 RECENT = 10  # fire times listed without --at or --since
+_TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -94,16 +95,17 @@ def explain_since(
     now: datetime,
 ) -> list[FireAccount]:
     """Oldest first: the schedule's fire times in [since, now] and every ledger row there
-    (the last `RECENT` fire times without `since`), at most `MAX_FIRES` (the newest)."""
+    (the last `RECENT` fire times without `since`), at most `MAX_FIRES` (the oldest)."""
     start = _instant(schedule, since) if since is not None else _recent_start(schedule, now)
-    times = list(itertools.islice(schedule.iter_after(start - timedelta(microseconds=1)), 100_000))
-    times = [t for t in times if t <= now][-MAX_FIRES:]
+    due = itertools.takewhile(lambda t: t <= now, schedule.iter_after(start - _TICK))
+    times = list(itertools.islice(due, MAX_FIRES + 1))
+    until = times[MAX_FIRES - 1] if len(times) > MAX_FIRES else now
     found = (
         []
         if store is None
-        else store.fires(workflow, trigger, since=start, until=now, limit=MAX_FIRES)
+        else store.fires(workflow, trigger, since=start, until=until, limit=MAX_FIRES)
     )
-    return _accounts(store, FireWords(schedule), times, found, now)
+    return _accounts(store, FireWords(schedule), times[:MAX_FIRES], found, now)
 
 
 def _accounts(
@@ -114,7 +116,7 @@ def _accounts(
     now: datetime,
 ) -> list[FireAccount]:
     by_time = {entry.fire_at: entry for entry in found}
-    every = sorted({t.astimezone(UTC) for t in times} | set(by_time))[-MAX_FIRES:]
+    every = sorted({t.astimezone(UTC) for t in times} | set(by_time))[:MAX_FIRES]
     ids = [e.run_id for e in found if e.run_id is not None]
     runs = {} if store is None or not ids else {r.run_id: r for r in store.runs_by_id(ids)}
     accounts = []

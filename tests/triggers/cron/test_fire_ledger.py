@@ -31,18 +31,19 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield opened
 
 
-def flow(expression: str = "* * * * *", **policy: object) -> type[Workflow]:
+def flow(
+    expression: str = "* * * * *", hold: anyio.Event | None = None, **policy: object
+) -> type[Workflow]:
     """A workflow "w" with one trigger "job"; `hold`, when set, keeps each run going."""
 
     class W(Workflow):
         workflow_name = "w"
-        hold: anyio.Event | None = None
 
         @cronjob(expression, name="job", **policy)  # type: ignore[arg-type]
         async def job(self) -> None:
             assert current_run().scheduled_at is not None
-            if self.hold is not None:
-                await self.hold.wait()
+            if hold is not None:
+                await hold.wait()
 
     return W
 
@@ -103,15 +104,14 @@ async def test_each_fire_that_ran_names_its_run(store: Store) -> None:
 
 
 async def test_a_fire_skipped_by_overlap_names_the_run_still_running(store: Store) -> None:
-    cls = flow(overlap="skip")
-    cls.hold = anyio.Event()
-    wf, clock = cls(), FakeClock(START)
+    hold = anyio.Event()
+    wf, clock = flow(hold=hold, overlap="skip")(), FakeClock(START)
     async with running(wf, store, clock):
         await to(clock, START + MINUTE)
         await until(lambda: ledger(store).get(START + MINUTE, SKIP).outcome == "ran")
         await to(clock, START + 2 * MINUTE)
         await until(lambda: ledger(store).get(START + 2 * MINUTE, SKIP).outcome == "skipped")
-        cls.hold.set()
+        hold.set()
     first, skipped = ledger(store)[START + MINUTE], ledger(store)[START + 2 * MINUTE]
     assert first.run_id is not None
     assert (skipped.run_id, skipped.related_at) == (first.run_id, START + MINUTE)
