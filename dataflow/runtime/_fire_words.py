@@ -82,8 +82,10 @@ class FireWords:
         short = f"run {run_id[:8]}"
         if run is None:
             return f"{short} (its record was pruned)"
-        if run.ended_at is None:
+        if run.status == "running":
             return f"{short}, running for {_seconds((now - run.started_at).total_seconds())}"
+        if run.ended_at is None:  # interrupted: the process that ran it stopped
+            return f"{short}, {run.status}"
         took = _seconds((run.ended_at - run.started_at).total_seconds())
         return f"{short}, {run.status} in {took}"
 

@@ -30,8 +30,9 @@ def _now() -> str:
 
 
 def claim(cur: sqlite3.Cursor, workflow: str, trigger: str, fire_at: datetime, key: str) -> None:
-    """The last fire (under `key`) and the claimed fire's row; a fire claimed again (its run
-    was interrupted) starts over."""
+    """The last fire (under `key`) and the claimed fire's row. A fire claimed again keeps its
+    row (a late wake moving the last fire past a fire that ran; an interrupted fire run again,
+    whose new run's start gives the row its id)."""
     cur.execute(
         "INSERT INTO trigger_state (workflow, trigger, key, value, updated_at)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
@@ -40,9 +41,7 @@ def claim(cur: sqlite3.Cursor, workflow: str, trigger: str, fire_at: datetime, k
     )
     cur.execute(
         f"INSERT INTO fires (workflow, trigger, {_COLUMNS}) VALUES (?, ?, ?, 'claimed',"
-        " NULL, NULL, NULL, ?) ON CONFLICT (workflow, trigger, fire_at) DO UPDATE SET"
-        " outcome = 'claimed', reason = NULL, run_id = NULL, related_at = NULL,"
-        " claimed_at = excluded.claimed_at",
+        " NULL, NULL, NULL, ?) ON CONFLICT (workflow, trigger, fire_at) DO NOTHING",
         (workflow, trigger, iso(fire_at, utc=True), _now()),
     )
 

@@ -172,6 +172,22 @@ async def test_after_downtime_one_fire_catches_up_and_the_rest_say_why(
     assert said[START + MINUTE] == f"2026-03-02 09:01 UTC: {expected}"
 
 
+async def test_fires_a_late_wake_finds_past_the_grace_are_missed(store: Store) -> None:
+    """The loop wakes 5.5 min late (time passed: no clock step): 09:05 runs, 09:01..09:04 are
+    past the 60 s grace."""
+    wf, clock = flow()(), FakeClock(START)
+    async with running(wf, store, clock):
+        await to(clock, START + timedelta(minutes=5, seconds=30))
+        await until(lambda: has_run(store, START + 5 * MINUTE))
+        await until(lambda: len(ledger(store)) == 5)
+    entries = ledger(store)
+    assert [entries[START + n * MINUTE].outcome for n in (1, 2, 3, 4)] == ["missed"] * 4
+    said = lines(store, wf, START + MINUTE, START + MINUTE)[START + MINUTE]
+    assert (
+        said == "2026-03-02 09:01 UTC: missed: the trigger was late; past the misfire grace of 60 s"
+    )
+
+
 async def test_a_fire_time_a_dst_gap_skipped_runs_at_the_jump_and_says_so(store: Store) -> None:
     """Berlin, 2026-03-29: 02:00 CET jumps to 03:00 CEST; `30 2 * * *` runs at 03:00."""
     store.set_state("w", "job", "last_fire", datetime(2026, 3, 28, 1, 30, tzinfo=UTC).isoformat())
