@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from dataflow._cli.backfill_options import add_backfill_options
+from dataflow._cli.explain_options import add_explain
 from dataflow._version import __version__
 
 EXIT_USAGE = 2
-COMMANDS = ("run", "list", "trigger", "history", "dead-letters", "check")
+COMMANDS = ("run", "list", "trigger", "history", "dead-letters", "check", "explain")
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -41,6 +42,7 @@ def build_parser(prog: str = "python -m dataflow") -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_run, _add_list, _add_trigger, _add_history, _add_dead_letters, _add_check):
         add(commands)
+    add_explain(commands)
     return parser
 
 

@@ -9,6 +9,7 @@ import asyncio
 import random
 import sys
 import threading
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import partial
 
@@ -22,7 +23,7 @@ from dataflow._core.handlers import call_sync, is_async_handler
 from dataflow._core.logs import get_logger
 from dataflow._core.run import Run, RunStatus, reset_current_run, set_current_run
 from dataflow.runtime._runbook import RunBook, RunObserver, completed, failed, thread_deadline
-from dataflow.state import Store
+from dataflow.state import FireEntry, Store
 from dataflow.triggers.base import RunHandle, RunOutcome, RunRequest
 
 __all__ = ["Dispatcher", "RunObserver"]
@@ -138,8 +139,10 @@ class Dispatcher:
             self.book.finished(run, outcome)
         return outcome
 
-    async def record_skipped(self, request: RunRequest, reason: str) -> None:
-        await offload.run_sync(partial(self.book.skipped, request, reason))
+    async def record_skipped(
+        self, request: RunRequest, reason: str, ledger: Sequence[FireEntry] | None = None
+    ) -> None:
+        await offload.run_sync(partial(self.book.skipped, request, reason, ledger))
 
     async def _attempt(
         self, request: RunRequest, attempt: int, handle: RunHandle | None

@@ -4,7 +4,8 @@ Rows go in batches of `BATCH`, each its own short write in a worker thread, so a
 bookkeeping waits at most one batch (about a millisecond on SQLite) however much history there
 is to drop. What is kept: runs younger than `DATAFLOW_HISTORY_DAYS`, at most
 `DATAFLOW_HISTORY_MAX_RUNS_PER_TRIGGER` per trigger, every running run, and every dead letter
-not yet retried successfully (`Retention`).
+not yet retried successfully (`Retention`); the fire ledger keeps the fire times within the
+same age and count (by fire time), so `explain` covers what the history does.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
@@ -19,10 +19,11 @@ from dataflow._core.logs import error_text, escape_surrogates, get_logger
 from dataflow._core.redact import redact_text
 from dataflow._core.run import Run, RunStatus, TriggerState
 from dataflow._core.watchdog import watchdog
-from dataflow.state import Store
+from dataflow.state import FireEntry, FireOutcome, Store
 from dataflow.triggers.base import RunOutcome, RunRequest
 
 log = get_logger("dataflow.run")
+SKIPPED = FireOutcome.SKIPPED
 
 
 class RunObserver(Protocol):
@@ -119,8 +120,16 @@ class RunBook:
                 error = RuntimeError("cancelled at shutdown; the handler did not return")
                 self.finished(run, RunOutcome(RunStatus.CANCELLED, error))
 
-    def skipped(self, request: RunRequest, reason: str) -> None:
+    def skipped(
+        self, request: RunRequest, reason: str, ledger: Sequence[FireEntry] | None = None
+    ) -> None:
+        """A skipped run record, and its fire's ledger rows first (the record's start must
+        not take the fire's row for a run)."""
         now, run_id = self.clock.now(), uuid.uuid4().hex
+        if ledger is None and request.scheduled_at is not None and not request.backfill:
+            ledger = [FireEntry(fire_at=request.scheduled_at, outcome=SKIPPED, reason=reason)]
+        if ledger:
+            self.state.record_fires(self.workflow, request.trigger, ledger)
         self.state.record_run_start(
             run_id, self.workflow, request.trigger, request.scheduled_at, now
         )

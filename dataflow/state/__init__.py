@@ -5,11 +5,14 @@ PostgreSQL store (`PostgresStore`) that replicas share, with leases (`Leases`)."
 from dataflow._core.errors import LeaseLost, StateStoreError
 from dataflow.state._interface import DeadLetter, Retention, RunRecord, Store
 from dataflow.state._leases import Lease, Leases, Replica
+from dataflow.state._ledger import FireEntry, FireOutcome
 from dataflow.state._postgres import PostgresStore, is_postgres_url
 from dataflow.state._store import SqliteStore, StateStore
 
 __all__ = [
     "DeadLetter",
+    "FireEntry",
+    "FireOutcome",
     "Lease",
     "LeaseLost",
     "Leases",

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ParamSpec, Protocol, TypeVar
 
+from dataflow.state._ledger import FireEntry
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -93,10 +95,33 @@ class Store(Protocol):
         ...
 
     # -- cron fires -----------------------------------------------------------------------
-    def claim_fire(self, workflow: str, trigger: str, fire_at: datetime) -> bool:
-        """Claim the fire of `trigger` at `fire_at` and make it the trigger's last fire.
-        True: this process runs (or records skipped) the fire; False: another replica has it.
-        Durable before it returns: a restart never runs a claimed fire time again."""
+    def claim_fire(
+        self, workflow: str, trigger: str, fire_at: datetime, ledger: Sequence[FireEntry] = ()
+    ) -> bool:
+        """Claim the fire of `trigger` at `fire_at` and make it the trigger's last fire; its
+        ledger row says `claimed`, and `ledger` (the fires it runs for: coalesced, missed) is
+        written with it. True: this process runs (or records skipped) the fire; False: another
+        replica has it, and nothing is written. Durable before it returns: a restart never
+        runs a claimed fire time again."""
+        ...
+
+    def record_fires(self, workflow: str, trigger: str, entries: Sequence[FireEntry]) -> None:
+        """Write fire ledger rows (the newest `MAX_ENTRIES`); a row that already holds an
+        outcome other than `claimed` keeps it. A run's start record (`record_run_start` with
+        `scheduled_at`) completes its fire's row itself: `ran` (or `backfilled`) and its id."""
+        ...
+
+    def fires(
+        self,
+        workflow: str,
+        trigger: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+    ) -> list[FireEntry]:
+        """The trigger's ledger rows with `since <= fire_at <= until`, newest first, at most
+        `limit`; fire times read back aware (UTC)."""
         ...
 
     def last_fire(self, workflow: str, trigger: str) -> datetime | None:
@@ -181,9 +206,10 @@ class Store(Protocol):
         ...
 
     def prune_history(self, workflow: str, retention: Retention, *, batch: int) -> int:
-        """Delete at most `batch` rows that `retention` no longer keeps (one short write, so
-        the store is never held long); returns how many went. Call again until it returns
-        fewer than `batch`."""
+        """Delete at most `batch` rows that `retention` no longer keeps: runs, retried dead
+        letters, fire ledger rows whose fire time is past the age or the trigger's cap (one
+        short write, so the store is never held long); returns how many went. Call again
+        until it returns fewer than `batch`."""
         ...
 
     # -- dead letters ---------------------------------------------------------------------

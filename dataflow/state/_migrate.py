@@ -50,6 +50,22 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN replica TEXT;
     """,
+    # 6: the fire ledger: what became of each cron fire time (`_ledger.py`), one row per fire,
+    # read by trigger and fire time (`explain`, the status page's strip) and pruned by fire time.
+    """
+    CREATE TABLE IF NOT EXISTS fires (
+        workflow   TEXT NOT NULL,
+        trigger    TEXT NOT NULL,
+        fire_at    TEXT NOT NULL,
+        outcome    TEXT NOT NULL,
+        reason     TEXT,
+        run_id     TEXT,
+        related_at TEXT,
+        claimed_at TEXT NOT NULL,
+        PRIMARY KEY (workflow, trigger, fire_at)
+    );
+    CREATE INDEX IF NOT EXISTS fires_by_time ON fires (workflow, fire_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -81,6 +97,16 @@ COLUMNS = {
         "raw",
     },
     "store_meta": {"key", "value"},
+    "fires": {
+        "workflow",
+        "trigger",
+        "fire_at",
+        "outcome",
+        "reason",
+        "run_id",
+        "related_at",
+        "claimed_at",
+    },
 }
 _VERSION_0_TABLES = {"trigger_state", "runs", "dead_letters"}
 

@@ -24,16 +24,17 @@ from dataflow._core import offload
 from dataflow._core.errors import DataflowError, SettingsError, StateStoreError
 from dataflow._core.redact import redact_text, redact_url, register_url
 from dataflow._core.settings import default_replica_id
+from dataflow.state import _postgres_fires as ledger
 from dataflow.state import _postgres_history as history
 from dataflow.state import _postgres_leases as leases
 from dataflow.state._interface import DeadLetter, Retention, RunRecord
+from dataflow.state._postgres_fires import LAST_FIRE
 from dataflow.state._postgres_schema import bring_forward
 from dataflow.state._postgres_shared import SharedMethods
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-LAST_FIRE = "last_fire"  # the trigger_state key of a last fire, as in the SQLite store
 CONNECT_TIMEOUT = 10  # seconds: an unreachable server fails the start, not hangs it
 INSTALL = "pip install 'dataflow-runtime[postgresql]'"
 
@@ -42,7 +43,7 @@ def is_postgres_url(location: str) -> bool:
     return location.split("://", 1)[0].lower() in ("postgresql", "postgres")
 
 
-class PostgresStore(SharedMethods):
+class PostgresStore(SharedMethods, ledger.PostgresFireLedger):
     """Opening connects and brings the schema forward (StateStoreError if the server cannot be
     reached, SettingsError for a URL psycopg cannot read or a missing psycopg)."""
 
@@ -147,7 +148,7 @@ class PostgresStore(SharedMethods):
             rows = cur.fetchall()
         return [(r["trigger"], r["key"], r["value"], r["updated_at"]) for r in rows]
 
-    # -- cron fires (claims: `SharedMethods`) ------------------------------------------
+    # -- cron fires (claims: `SharedMethods`; outcomes: `PostgresFireLedger`) --------------
     def last_fire(self, workflow: str, trigger: str) -> datetime | None:
         raw = self.get_state(workflow, trigger, LAST_FIRE)
         return None if raw is None else datetime.fromisoformat(raw)
@@ -185,6 +186,8 @@ class PostgresStore(SharedMethods):
                 " attempt, backfill, replica) VALUES (%s, %s, %s, %s, %s, 'running', %s, %s, %s)",
                 (run_id, workflow, trigger, scheduled_at, started_at, attempt, backfill, me),
             )
+            if scheduled_at is not None:
+                ledger.run_started(cur, workflow, trigger, scheduled_at, run_id, backfill)
 
     def record_run_end(
         self, run_id: str, status: str, ended_at: datetime, error: str | None = None

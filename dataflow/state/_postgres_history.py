@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from dataflow.state import _postgres_fires as fires
 from dataflow.state._interface import DeadLetter, Retention, RunRecord
 
 RUN_COLUMNS = (
@@ -64,7 +65,7 @@ def dead_letters(cur: Any, workflow: str, include_retried: bool) -> list[DeadLet
 
 def prune(cur: Any, workflow: str, retention: Retention, batch: int) -> int:
     """One batch: runs past the age, runs past a trigger's cap, retried dead letters, then
-    ledger fires claimed before the horizon (no replica claims a fire that old again)."""
+    then the fire ledger's rows (`_postgres_fires.prune`)."""
     horizon = retention.older_than
     gone = _delete_runs(
         cur,
@@ -91,12 +92,7 @@ def prune(cur: Any, workflow: str, retention: Retention, batch: int) -> int:
         )
         gone += cur.rowcount
     if gone < batch:
-        cur.execute(
-            "DELETE FROM fires WHERE ctid = ANY(ARRAY(SELECT ctid FROM fires"
-            " WHERE workflow = %s AND claimed_at < %s LIMIT %s))",
-            (workflow, horizon, batch - gone),
-        )
-        gone += cur.rowcount
+        gone += fires.prune(cur, workflow, horizon, retention.max_runs_per_trigger, batch - gone)
     return int(gone)
 
 

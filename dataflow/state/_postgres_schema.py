@@ -97,6 +97,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE fires ADD COLUMN attempt integer NOT NULL DEFAULT 1;
     CREATE INDEX runs_running_by_trigger ON runs (workflow, trigger) WHERE status = 'running';
     """,
+    # 3: the fire ledger keeps each fire's outcome (`_ledger.py`) beside its claim; rows
+    # claimed before say only that (`claimed`). Pruned by fire time.
+    """
+    ALTER TABLE fires ADD COLUMN outcome text NOT NULL DEFAULT 'claimed';
+    ALTER TABLE fires ADD COLUMN reason text;
+    ALTER TABLE fires ADD COLUMN run_id text;
+    ALTER TABLE fires ADD COLUMN related_at timestamptz;
+    CREATE INDEX fires_by_time ON fires (workflow, fire_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -22,9 +22,11 @@ from dataflow._core import offload
 from dataflow._core.clock import iso
 from dataflow._core.errors import StateFileRefused, StateStoreError
 from dataflow.state import _names
+from dataflow.state import _sqlite_fires as _ledger
 from dataflow.state import _sqlite_history as history
 from dataflow.state._file import check_before_open, record_identity, still_there
 from dataflow.state._interface import DeadLetter, Retention, RunRecord
+from dataflow.state._ledger import FireEntry
 from dataflow.state._lock import exclusive_lock
 from dataflow.state._migrate import bring_forward, readable_version
 
@@ -35,7 +37,7 @@ T = TypeVar("T")
 LAST_FIRE = "last_fire"  # the trigger_state key of a cron trigger's last fire (since schema 0)
 
 
-class SqliteStore:
+class SqliteStore(_ledger.SqliteFireLedger):
     """Opening refuses (StateFileRefused) a file it must not use, and brings an older one's
     schema forward; `check()` says whether the path still names the file opened."""
 
@@ -135,8 +137,12 @@ class SqliteStore:
         ]
 
     # -- cron fires and stream positions: kept as trigger_state keys, as since schema 0 ---
-    def claim_fire(self, workflow: str, trigger: str, fire_at: datetime) -> bool:
-        self.set_state(workflow, trigger, LAST_FIRE, fire_at.isoformat())
+    def claim_fire(
+        self, workflow: str, trigger: str, fire_at: datetime, ledger: Sequence[FireEntry] = ()
+    ) -> bool:
+        with self._cursor() as cur, _ledger.in_transaction(cur):
+            _ledger.claim(cur, workflow, trigger, fire_at, LAST_FIRE)
+            _ledger.write(cur, workflow, trigger, ledger)
         return True  # the only process on this file (`hold()`): every fire is its own
 
     def last_fire(self, workflow: str, trigger: str) -> datetime | None:
@@ -190,6 +196,8 @@ class SqliteStore:
                     self.replica_id,
                 ),
             )
+            if scheduled_at is not None:
+                _ledger.run_started(cur, workflow, trigger, scheduled_at, run_id, backfill)
 
     def record_run_end(
         self, run_id: str, status: str, ended_at: datetime, error: str | None = None
@@ -230,6 +238,7 @@ class SqliteStore:
             cur.execute("BEGIN IMMEDIATE")
             try:
                 gone = history.prune(cur, workflow, retention, batch)
+                gone += _ledger.prune(cur, workflow, retention, batch - gone) if gone < batch else 0
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise

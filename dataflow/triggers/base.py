@@ -21,61 +21,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from dataflow._core.clock import Clock
 from dataflow._core.errors import SettingsError, TriggerFailed, WorkflowError
-from dataflow._core.run import Run, RunStatus
-from dataflow.state import RunRecord, Store
+from dataflow.state import FireEntry, RunRecord, Store
+from dataflow.triggers._runs import RunHandle as RunHandle
+from dataflow.triggers._runs import RunOutcome as RunOutcome
+from dataflow.triggers._runs import RunPolicy as RunPolicy
+from dataflow.triggers._runs import RunRequest as RunRequest
 
 F = TypeVar("F", bound=Callable[..., Any])
 SPEC_ATTRIBUTE = "__dataflow_trigger__"
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunPolicy:
-    """How one run is executed: time limit and retries with exponential backoff."""
-
-    timeout: float | None = None
-    retries: int = 0
-    retry_delay: float = 1.0
-    retry_max_delay: float = 300.0
-
-    def options(self) -> dict[str, Any]:
-        """The policy as `list` shows it: the timeout, and the retries when there are any."""
-        values: dict[str, Any] = {"timeout": self.timeout}
-        if self.retries:
-            values |= {"retries": self.retries, "retry_delay": self.retry_delay}
-        return values
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunRequest:
-    trigger: str
-    handler: Callable[..., Any]
-    args: tuple[Any, ...] = ()
-    scheduled_at: datetime | None = None
-    policy: RunPolicy = field(default_factory=RunPolicy)
-    payload: Any = None
-    backfill: bool = False  # a past fire run again by `trigger --from/--to`
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    status: RunStatus
-    error: BaseException | None = None
-
-
-@dataclass(eq=False)
-class RunHandle:
-    """A run started in the background: `finished` is set when its outcome is recorded."""
-
-    request: RunRequest
-    cancel_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    finished: anyio.Event = field(default_factory=anyio.Event)
-    run: Run | None = None
-    outcome: RunOutcome | None = None
-
-    def cancel(self) -> None:
-        if self.run is not None:
-            self.run.request_cancel()
-        self.cancel_scope.cancel()
 
 
 class Runner(Protocol):
@@ -83,7 +36,12 @@ class Runner(Protocol):
 
     async def execute(self, request: RunRequest, handle: RunHandle | None = None) -> RunOutcome: ...
 
-    async def record_skipped(self, request: RunRequest, reason: str) -> None: ...
+    async def record_skipped(
+        self, request: RunRequest, reason: str, ledger: Sequence[FireEntry] | None = None
+    ) -> None:
+        """A skipped run record; `ledger`: the fire ledger rows to write with it (None: the
+        request's fire, `skipped` for `reason`)."""
+        ...
 
     def spawn(self, request: RunRequest) -> RunHandle:
         """Start a run in the runtime's run group (it survives the trigger's stop for grace)."""

@@ -3,6 +3,7 @@ store shared by replicas, driven here by a store that lets every other fire go e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import anyio
 import pytest
 
 from dataflow import Runtime, Settings, Workflow, cronjob, current_run
-from dataflow.state import SqliteStore
+from dataflow.state import FireEntry, SqliteStore
 from dataflow.testing import FakeClock
 from tests._runtime import START, until
 
@@ -20,9 +21,11 @@ pytestmark = pytest.mark.anyio
 class EveryOtherFire(SqliteStore):
     """A store on which another replica claims the fires of odd minutes."""
 
-    def claim_fire(self, workflow: str, trigger: str, fire_at: datetime) -> bool:
+    def claim_fire(
+        self, workflow: str, trigger: str, fire_at: datetime, ledger: Sequence[FireEntry] = ()
+    ) -> bool:
         mine = fire_at.minute % 2 == 0
-        return super().claim_fire(workflow, trigger, fire_at) and mine
+        return super().claim_fire(workflow, trigger, fire_at, ledger) and mine
 
 
 async def test_a_fire_claimed_elsewhere_is_not_run_here(tmp_path: Path) -> None:

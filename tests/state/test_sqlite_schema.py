@@ -58,11 +58,11 @@ def kept_everything(store: SqliteStore) -> None:
     assert [d.error for d in store.dead_letters("w")] == ["boom"]
 
 
-def test_a_file_of_the_last_release_opens_at_schema_4_and_keeps_its_positions(
+def test_a_file_of_the_last_release_opens_at_the_current_schema_and_keeps_its_positions(
     tmp_path: Path,
 ) -> None:
-    """Schema 2 (the last release): brought to 4 in place, with the new indexes, every saved
-    position, value, run and dead letter intact."""
+    """Schema 2 (the last release): brought forward in place, with the new indexes and the
+    fire ledger, every saved position, value, run and dead letter intact."""
     path = tmp_path / "state.db"
     released_file(path, RELEASED)
     store = SqliteStore(path)
@@ -71,9 +71,10 @@ def test_a_file_of_the_last_release_opens_at_schema_4_and_keeps_its_positions(
     finally:
         store.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_schema WHERE type='index'")}
     assert {"runs_failed", "runs_failed_by_trigger", "dead_letters_retried"} <= indexes
+    assert "fires_by_time" in indexes
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
 

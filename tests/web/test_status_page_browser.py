@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -57,6 +58,45 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+    )
+    watchdog = threading.Timer(120, proc.kill)
+    watchdog.start()
+    try:
+        url = _page_url(proc)
+        threading.Thread(target=proc.stdout.read, daemon=True).start()  # type: ignore[union-attr]
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        watchdog.cancel()
+
+
+SLOW = """
+import time
+from dataflow import Workflow, cronjob
+
+class Crawl(Workflow):
+    @cronjob("* * * * * *", overlap="skip")
+    def crawl(self):
+        time.sleep(2.5)  # longer than its interval: the fires meanwhile are skipped
+"""
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A workflow whose overlap="skip" trigger fires every second and runs for 2.5 s."""
+    require_module("playwright.sync_api", "Playwright for Python (pip install playwright)")
+    folder = tmp_path_factory.mktemp("slow")
+    (folder / "crawl.py").write_text(SLOW)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATAFLOW_LOG_FORMAT": "json",
+        "DATAFLOW_STATE_PATH": str(folder / "crawl.db"),
+    }
+    command = [sys.executable, "-m", "dataflow", str(folder / "crawl.py"), "--metrics-port", "0"]
+    proc = subprocess.Popen(
+        command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     watchdog = threading.Timer(120, proc.kill)
     watchdog.start()
@@ -151,6 +191,23 @@ def test_buttons_come_with_the_token_and_a_wrong_one_gets_401(
     assert retried.value.status == 202
     expect(page.locator("#dead-letters tbody tr")).to_have_count(0, timeout=10_000)
     context.close()
+
+
+def test_the_fire_strip_shows_a_skipped_fire_with_its_reason(slow: str, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(slow)
+    strip = page.locator('#triggers tr[data-trigger="crawl"] td.fires')
+    ran = strip.locator('span.fire[data-outcome="ran"]').first
+    skipped = strip.locator('span.fire[data-outcome="skipped"]').first
+    expect(ran).to_be_visible(timeout=15_000)
+    expect(skipped).to_be_visible(timeout=15_000)
+    expect(skipped).to_have_attribute(
+        "title",
+        re.compile(r"skipped: the \S+ run \(run [0-9a-f]{8}\) was still running \(overlap=skip\)$"),
+    )
+    page.close()
 
 
 def _page_url(proc: subprocess.Popen[str]) -> str:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import sniffio
 
 from dataflow._core.clock import Clock
-from dataflow._core.errors import HttpRequestRefused
+from dataflow._core.errors import HttpRequestRefused, SettingsError
 from dataflow._core.run import RunStatus
 from dataflow._core.settings import Settings
 from dataflow.runtime._describe import (
@@ -22,6 +22,7 @@ from dataflow.runtime._describe import (
     run_json,
 )
 from dataflow.runtime._dispatcher import Dispatcher
+from dataflow.runtime._explain import cron_schedule_of, ledger_accounts
 from dataflow.runtime._web._server import Request, Response
 from dataflow.runtime._web._words import cron_in_words
 from dataflow.state import RunRecord, Store
@@ -129,6 +130,21 @@ async def dead_letters(served: Served, request: Request) -> list[dict[str, Any]]
     every = request.query.get("all", "") in ("1", "true")
     letters = await served.state.call(served.state.dead_letters, served.name, include_retried=every)
     return [letter_json(letter) for letter in letters]
+
+
+async def trigger_fires(served: Served, name: str, request: Request) -> dict[str, Any]:
+    """The trigger's fire ledger, newest first: each fire's outcome, reason and line."""
+    known_trigger(served, name)
+    try:
+        schedule = cron_schedule_of(type(served.workflow).declared_trigger(name))
+    except SettingsError as error:
+        raise HttpRequestRefused(400, str(error)) from None
+    since, limit = _time(request.query, "since"), _int(request.query, "limit", 50, 1, MAX_PAGE)
+    now, state = served.clock.now(), served.state
+    asked = (state, served.name, name, schedule, since, limit, now)
+    accounts = await state.call(ledger_accounts, *asked)
+    fires = [account.to_json(now) for account in accounts]
+    return {"trigger": name, "timezone": schedule.timezone.key, "fires": fires}
 
 
 def known_trigger(served: Served, name: str) -> None:

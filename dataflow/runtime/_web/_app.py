@@ -4,6 +4,7 @@ GET  /healthz                        200 while the triggers serve, else 503 (sta
 GET  /metrics                        Prometheus text (or OpenMetrics, by Accept)
 GET  /                               the status page
 GET  /api/workflow | /api/triggers | /api/runs | /api/runs/{id} | /api/dead-letters
+GET  /api/triggers/{name}/fires       a cron trigger's fire ledger (explain's lines)
 POST /api/triggers/{name}/run, /api/dead-letters/{id}/retry, /login   (with a token only)
 """
 
@@ -69,6 +70,8 @@ class StatusApp:
             return await _api.triggers_info(served)
         if parts == ["runs"]:
             return await _api.runs_page(served, request)
+        if len(parts) == 3 and parts[0] == "triggers" and parts[2] == "fires":
+            return await _api.trigger_fires(served, parts[1], request)
         if len(parts) == 2 and parts[0] == "runs":
             return await _api.one_run(served, parts[1])
         if parts == ["dead-letters"]:

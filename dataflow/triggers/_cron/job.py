@@ -12,7 +12,7 @@ late loop is the scheduler's call (`steps.py`); what each does to a trigger is d
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -22,9 +22,13 @@ import anyio
 from dataflow._core.clock import iso
 from dataflow._core.errors import StateStoreError
 from dataflow._core.logs import get_logger
+from dataflow.state import FireEntry
 from dataflow.state._interface import RunRecord
 from dataflow.state._leases import Claim, Leases
+from dataflow.state._ledger import MAX_ENTRIES
 from dataflow.state._store import LAST_FIRE as LAST_FIRE  # where a store keeps last fires
+from dataflow.triggers._cron import ledger
+from dataflow.triggers._cron.ledger import STEPPED, past_grace
 from dataflow.triggers._cron.missed import (
     COUNT_LIMIT,
     MAX_CATCHUP_RUNS,
@@ -122,16 +126,35 @@ class CronJob:
                 catchup=self.policy.catchup,
                 more=missed > MAX_CATCHUP_RUNS,  # counted up to the bound
             )
+        due = sorted(set(chosen) | set(fires_back(self.schedule, last, now, MAX_ENTRIES)))
         chosen = chosen[-MAX_CATCHUP_RUNS:]
         chosen = {"all": chosen, "coalesce": chosen[-1:], "none": []}[self.policy.catchup]
+        notes = self._downtime_notes([f for f in due if f not in chosen], chosen, fresh)
         for fire_at in chosen:
             await gate.wait_idle()  # catch-up runs go one after another, whatever `overlap` says
-            await self.fire(ctx, gate, fire_at)
+            entries = [ledger.caught_up(fire_at, len(due))]
+            await self.fire(ctx, gate, fire_at, entries + (notes if fire_at == chosen[-1] else []))
+        if not chosen and notes:
+            await ctx.state.call(ctx.state.record_fires, ctx.workflow, self.name, notes)
         if len(recent) > MAX_CATCHUP_RUNS and self.policy.catchup == "all":
             older = fires_back(self.schedule, oldest, chosen[0] - _TICK, COUNT_LIMIT)
             why = f"past the catch-up bound of {MAX_CATCHUP_RUNS} runs"
-            await record_skipped(ctx, self.request, older, why)
+            await record_skipped(ctx, self.request, older, why, ledger.missed(older, why))
         return max(last, latest_due(self.schedule, now), *interrupted)
+
+    def _downtime_notes(
+        self, left: list[datetime], chosen: list[datetime], fresh: Callable[[datetime], bool]
+    ) -> list[FireEntry]:
+        """Ledger rows of the fires missed during downtime that do not run: coalesced into
+        the one that runs for them when within the grace, else missed, saying why."""
+        grace, policy = self.policy.misfire_grace, self.policy.catchup
+        gone = [f for f in left if not fresh(f) or not chosen]
+        why = past_grace(grace, ledger.DOWNTIME) if chosen else ledger.DOWNTIME
+        if not chosen:
+            why += f" (catchup={policy})" if policy == "none" else "; past the misfire grace"
+        kept = [f for f in left if f not in gone]
+        into = f"{ledger.DOWNTIME} (catchup={policy})"
+        return ledger.missed(gone, why) + (ledger.coalesced(kept, chosen[-1], into) if kept else [])
 
     def _interrupted(self, ctx: TriggerContext) -> list[datetime]:
         """Fire times whose run the previous process did not finish: they count as missed
@@ -161,16 +184,29 @@ class CronJob:
     ) -> None:
         """Late fires (oldest first): `all` runs each within the grace, otherwise the newest
         within the grace runs; every other one gets a skipped record saying why."""
-        recent = [fire for fire in due if in_grace(self.policy.misfire_grace, now)(fire)]
+        grace = self.policy.misfire_grace
+        recent = [fire for fire in due if in_grace(grace, now)(fire)]
         run = recent if self.policy.catchup == "all" else recent[-1:]
         skipped = [fire for fire in due if fire not in run]
         for fire in run:
             await self.fire(ctx, gate, fire)
         if skipped:
             await self._claim(ctx, due[-1])  # the last fire moves past the skipped ones
-            await record_skipped(ctx, self.request, skipped, f"{why}; not run by catchup/grace")
+            late = f"{ledger.LATE} (catchup={self.policy.catchup})"
+            notes = ledger.missed([f for f in skipped if f not in recent], past_grace(grace, why))
+            notes += ledger.coalesced([f for f in skipped if f in recent], due[-1], late)
+            await record_skipped(
+                ctx, self.request, skipped, f"{why}; not run by catchup/grace", notes
+            )
 
     # -- wall-clock steps ----------------------------------------------------------------------
+
+    async def fire_coalesced(
+        self, ctx: TriggerContext, gate: OverlapGate, fire_at: datetime, after: datetime
+    ) -> datetime:
+        """After a forward step: `fire_at` runs for the fires the step skipped since `after`."""
+        skipped = fires_back(self.schedule, after, fire_at - _TICK, MAX_ENTRIES)
+        return await self.fire(ctx, gate, fire_at, ledger.coalesced(skipped, fire_at, STEPPED))
 
     def coalesced_fire(self, after: datetime, now: datetime) -> datetime | None:
         """After a forward step: the one fire that runs for all it skipped (None: none due)."""
@@ -194,13 +230,21 @@ class CronJob:
             trigger=self.name, handler=self.handler, scheduled_at=fire_at, policy=self.policy.run
         )
 
-    async def fire(self, ctx: TriggerContext, gate: OverlapGate, fire_at: datetime) -> datetime:
+    async def fire(
+        self,
+        ctx: TriggerContext,
+        gate: OverlapGate,
+        fire_at: datetime,
+        notes: Sequence[FireEntry] = (),
+    ) -> datetime:
+        """Claim and start `fire_at`; `notes`: ledger rows of fires it runs for, written with
+        its claim (the same store call)."""
         request = self.request(fire_at)
         # Shielded: once the fire time is saved as the last fire, its run must be started (or
         # recorded skipped). A stop landing in between would lose the fire for good: neither
         # run nor recorded, and a restart catches up only after the last fire.
         with anyio.CancelScope(shield=True):
-            claim = await self._claim(ctx, fire_at)
+            claim = await self._claim(ctx, fire_at, notes)
             if claim.running_on is not None:
                 why = f"previous run still in progress on replica {claim.running_on}"
                 await ctx.runner.record_skipped(request, why)
@@ -208,16 +252,20 @@ class CronJob:
                 await gate.submit(request)
         return fire_at
 
-    async def _claim(self, ctx: TriggerContext, fire_at: datetime) -> Claim:
-        """Claim the fire, which becomes the last fire; not won: another replica runs it, or
-        the store cannot be reached (then no replica may be the one that runs it twice: a
-        replica that lost the database claims nothing until it has it back)."""
-        state, workflow = ctx.state, ctx.workflow
+    async def _claim(
+        self, ctx: TriggerContext, fire_at: datetime, notes: Sequence[FireEntry] = ()
+    ) -> Claim:
+        """Claim the fire, which becomes the last fire (`notes`: ledger rows of fires it runs
+        for, written with the claim); not won: another replica runs it, or the store cannot be
+        reached (then no replica may be the one that runs it twice: a replica that lost the
+        database claims nothing until it has it back)."""
+        state, notes_if_any = ctx.state, (notes,) if notes else ()  # none: as before the ledger
+        args = (ctx.workflow, self.name, fire_at, *notes_if_any)
         try:
             if self.policy.overlap is Overlap.SKIP and isinstance(state, Leases):
-                claim = await state.call(state.claim_fire_alone, workflow, self.name, fire_at)
+                claim = await state.call(state.claim_fire_alone, *args)
             else:
-                claim = Claim(await state.call(state.claim_fire, workflow, self.name, fire_at))
+                claim = Claim(await state.call(state.claim_fire, *args))
         except StateStoreError as exc:
             if not isinstance(state, Leases):  # a store of its own (SQLite): its error ends it
                 raise

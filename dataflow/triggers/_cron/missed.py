@@ -4,10 +4,11 @@ backward from now with `previous_before`, never by walking millions of them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from dataflow._core.clock import iso
+from dataflow.state import FireEntry
 from dataflow.triggers._cron.schedule import CronSchedule
 from dataflow.triggers.base import RunRequest, TriggerContext
 
@@ -42,15 +43,20 @@ def in_grace(grace: float | None, now: datetime) -> Callable[[datetime], bool]:
 
 
 async def record_skipped(
-    ctx: TriggerContext, request: Callable[[datetime], RunRequest], fires: list[datetime], why: str
+    ctx: TriggerContext,
+    request: Callable[[datetime], RunRequest],
+    fires: list[datetime],
+    why: str,
+    entries: Sequence[FireEntry] = (),
 ) -> None:
     """A skipped run record per fire when they are few, else ONE summary record for them all
-    (a long gap must not write a million rows)."""
+    (a long gap must not write a million rows); the fire ledger's `entries` for them go with
+    the first record (the store keeps the newest `MAX_ENTRIES`)."""
     fires = sorted(fires)
     if len(fires) <= _RECORDED_ONE_BY_ONE:
-        for fire in fires:
-            await ctx.runner.record_skipped(request(fire), why)
+        for n, fire in enumerate(fires):
+            await ctx.runner.record_skipped(request(fire), why, () if n else entries)
         return
     count = f"at least {len(fires)}" if len(fires) >= COUNT_LIMIT else str(len(fires))
     summary = f"{count} fires from {iso(fires[0])} to {iso(fires[-1])}: {why}"
-    await ctx.runner.record_skipped(request(fires[-1]), summary)
+    await ctx.runner.record_skipped(request(fires[-1]), summary, entries)

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 
 from dataflow._core.logs import get_logger
+from dataflow.triggers._cron import ledger
 from dataflow.triggers.base import RunHandle, Runner, RunRequest
 
 log = get_logger("dataflow.trigger")
@@ -47,13 +48,16 @@ class OverlapGate:
         if self.policy is Overlap.ALLOW or not (self.busy() or self.pending):
             self._start(request)
         elif self.policy is Overlap.SKIP:
-            await self.runner.record_skipped(request, "previous run still in progress")
+            note = ledger.skipped_for(request, self.active)
+            await self.runner.record_skipped(request, "previous run still in progress", note)
         elif self.policy is Overlap.CANCEL_RUNNING:
             await self._cancel_active()
             self._start(request)
         else:
             if self.policy is Overlap.QUEUE_ONE and self.pending:
-                await self.runner.record_skipped(self.pending.pop(), "replaced by a newer fire")
+                old = self.pending.pop()
+                note = ledger.replaced(old, request)
+                await self.runner.record_skipped(old, "replaced by a newer fire", note)
             self.pending.append(request)
             if not self._draining:
                 self._draining = True

@@ -120,6 +120,22 @@ class CronSchedule:
             raise ValueError(f"cron {self._expression!r} has no fire time before {dt} {_RANGE}")
         return found
 
+    def is_fire_time(self, instant: datetime) -> bool:
+        """Whether the aware `instant` is one of this schedule's fire times."""
+        try:
+            return self.previous_before(instant + _TICK) == instant
+        except ValueError:
+            return False
+
+    def gap_wall(self, instant: datetime) -> datetime | None:
+        """The wall time (naive) a skipped DST gap held that the fire at `instant` runs for:
+        a fixed-time job fires once at the first instant after the jump; else None."""
+        utc = instant.astimezone(UTC)
+        if not self._catches_up_at(utc):
+            return None
+        gap_start = (utc + offset_at(self._timezone, utc - _TICK)).replace(tzinfo=None)
+        return next_match(self._fields, gap_start)
+
     def _next_fire(self, dt: datetime) -> datetime | None:
         """The first fire strictly after `dt`, or None when none is representable."""
         _check_aware(dt)

@@ -216,7 +216,7 @@ class CronScheduler:
                 waiting.append(entry)
             else:
                 coalesced += 1
-                self._fire_in_task(slot, slot.job.fire, fire_at)
+                self._fire_in_task(slot, slot.job.fire_coalesced, fire_at, slot.after)
         self._heap = waiting
         heapq.heapify(self._heap)
         log.warning(
@@ -266,4 +266,5 @@ class CronScheduler:
             return
         fire_at = slot.job.coalesced_fire(slot.after, self._ctx.clock.now())
         if fire_at is not None:
-            slot.after = await slot.job.fire(self._ctx, self._gate(slot), fire_at)
+            job, gate = slot.job, self._gate(slot)
+            slot.after = await job.fire_coalesced(self._ctx, gate, fire_at, slot.after)
