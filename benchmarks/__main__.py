@@ -28,6 +28,8 @@ BENCHMARKS = (
     "load_sql",
     "load_frames",
     "cli_startup",
+    "overload",
+    "many_triggers",
 )
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.md"
 

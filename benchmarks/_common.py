@@ -34,6 +34,9 @@ class Sizes:
     records: int = 100_000  # records upserted into MongoDB, rows inserted over ODBC
     cli_runs: int = 20  # `python -m dataflow --help` launches
     repeats: int = 5  # SQL loads per variant; the best counts (the server is shared)
+    overload_triggers: int = 2_000  # one-second cron triggers in the overload run
+    overload_seconds: float = 60.0  # how long the overload run serves them
+    many_triggers: int = 100_000  # yearly cron triggers started and stopped
     parallel: bool = False  # run independent children at once (only sane for smoke runs)
 
     @classmethod
@@ -46,6 +49,9 @@ class Sizes:
             records=1_000,
             cli_runs=2,
             repeats=1,
+            overload_triggers=50,
+            overload_seconds=3.0,
+            many_triggers=200,
             parallel=True,
         )
 

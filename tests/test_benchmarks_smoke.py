@@ -28,7 +28,8 @@ def test_quick_run_prints_and_writes_a_row_for_every_benchmark(tmp_path: Path) -
     written = output.read_text()
     assert done.stdout.strip() in written
     rows = [line for line in written.splitlines() if line.startswith("| ")][1:]
-    for benchmark in ("1. fire lag", "2. start-up", "2. RSS", "2. idle CPU", "4. MongoDB", "5. "):
+    benchmarks = ("1. fire lag", "2. start-up", "2. RSS", "2. idle CPU", "4. MongoDB", "5. ")
+    for benchmark in (*benchmarks, "6. overload fires accounted", "7. RSS after start"):
         assert any(row.startswith(f"| {benchmark}") for row in rows), benchmark
     assert any(row.startswith(("| 3. ", "| change_events: not run")) for row in rows)
     assert any(row.startswith(("| 4. SQL", "| load_sql: not run")) for row in rows)
