@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+from contextlib import closing
 from importlib.resources import files
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def version_0_file(state: Path) -> None:
 
 def dump(state: Path) -> tuple[int, list[str]]:
     """The file's content as SQL, and its version (SQLite may rewrite header counters)."""
-    with sqlite3.connect(state) as db:
+    with closing(sqlite3.connect(state)) as db, db:  # closed: no -wal left behind
         return db.execute("PRAGMA user_version").fetchone()[0], list(db.iterdump())
 
 
@@ -73,14 +74,14 @@ def test_a_version_0_file_is_brought_forward_and_keeps_its_positions(tmp_path: P
 def newer_by_version(state: Path) -> str:
     version_0_file(state)
     StateStore(state).close()
-    with sqlite3.connect(state) as db:
+    with closing(sqlite3.connect(state)) as db, db:  # closed: no -wal left behind
         db.execute("PRAGMA user_version = 99")
     return "schema 99"
 
 
 def newer_by_column(state: Path) -> str:
     version_0_file(state)
-    with sqlite3.connect(state) as db:
+    with closing(sqlite3.connect(state)) as db, db:  # closed: no -wal left behind
         db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
     return "schema 0 with columns it added: runs.host"
 
@@ -115,7 +116,7 @@ def random_bytes(state: Path) -> str:
 
 
 def another_database(state: Path) -> str:
-    with sqlite3.connect(state) as db:
+    with closing(sqlite3.connect(state)) as db, db:  # closed: no -wal left behind
         db.execute("CREATE TABLE users (name TEXT)")
     return "is an SQLite database but not a dataflow state file (tables: users)"
 
