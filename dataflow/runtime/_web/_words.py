@@ -8,22 +8,15 @@ from __future__ import annotations
 
 import re
 
+from dataflow.triggers._cron.fields import MACROS
+
 _DAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _STEP = re.compile(r"^\*/(\d+)$")
-_ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
 
 
 def cron_in_words(expression: str) -> str:
-    fields = _ALIASES.get(expression.strip().lower(), expression).split()
+    fields = MACROS.get(expression.strip().lower(), expression).split()
     if len(fields) == 5:
         fields = ["0", *fields]
     if len(fields) != 6:

@@ -34,7 +34,7 @@ _MONTH_NAMES: Final = (
     "DEC",
 )
 _DAY_NAMES: Final = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
-_MACROS: Final = {
+MACROS: Final = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
     "@monthly": "0 0 1 * *",
@@ -180,9 +180,9 @@ def _describe(char: str) -> str:
 
 
 def _expand_macro(expression: str, text: str) -> str:
-    expanded = _MACROS.get(text.lower())
+    expanded = MACROS.get(text.lower())
     if expanded is None:
-        known = ", ".join(_MACROS)
+        known = ", ".join(MACROS)
         raise CronError(expression, f"unknown macro {text!r} (use one of {known})")
     return expanded
 
