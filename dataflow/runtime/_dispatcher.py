@@ -124,7 +124,7 @@ class Dispatcher:
     ) -> RunOutcome:
         run = self.book.new_run(request, attempt, cancel)
         with bound_contextvars(workflow=self.workflow, trigger=request.trigger, run_id=run.run_id):
-            self.book.started(run)
+            self.book.started(run, batched=request.batched)
             token = set_current_run(run)
             try:
                 with self.book.executing(run), thread_deadline(run, request.policy.timeout):
@@ -135,7 +135,7 @@ class Dispatcher:
                 outcome = failed(run, error)
             else:  # a stop reaching the handler through the loop is the run's cancel
                 outcome = completed(run, request.policy.timeout)
-            self.book.finished(run, outcome)
+            self.book.finished(run, outcome, batched=request.batched)
         return outcome
 
     async def record_skipped(self, request: RunRequest, reason: str) -> None:
@@ -151,8 +151,12 @@ class Dispatcher:
             # Start and end are recorded whatever happens: a stop landing while one of them waits
             # for a worker thread (many do, under load) would leave the run `running` for ever,
             # or its fire without any record.
+            batched = request.batched
             with anyio.CancelScope(shield=True):
-                await offload.run_sync(partial(self.book.started, run))
+                if batched:  # nothing to write (see RunBook.started): no thread hop per event
+                    self.book.started(run, batched=True)
+                else:
+                    await offload.run_sync(partial(self.book.started, run))
             try:
                 await anyio.lowlevel.checkpoint_if_cancelled()  # cancelled meanwhile: do not run
                 outcome = await self._call_handler(run, request)
@@ -160,11 +164,17 @@ class Dispatcher:
                 run.request_cancel()
                 with anyio.CancelScope(shield=True):
                     cancelled = RunOutcome(RunStatus.CANCELLED)
-                    await offload.run_sync(partial(self.book.finished, run, cancelled))
+                    await self._finish(run, cancelled, batched)
                 raise
             with anyio.CancelScope(shield=True):
-                await offload.run_sync(partial(self.book.finished, run, outcome))
+                await self._finish(run, outcome, batched)
         return outcome
+
+    async def _finish(self, run: Run, outcome: RunOutcome, batched: bool) -> None:
+        if batched and outcome.status is RunStatus.SUCCEEDED:  # counted, not written
+            self.book.finished(run, outcome, batched=True)
+            return
+        await offload.run_sync(partial(self.book.finished, run, outcome, batched=batched))
 
     async def _call_handler(self, run: Run, request: RunRequest) -> RunOutcome:
         """Whatever the handler raises fails the run; only the loop's cancellation (the

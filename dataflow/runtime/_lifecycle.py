@@ -139,6 +139,7 @@ class Runtime:
             log.error("abandoned runs not recorded", error=str(exc))
         with self._close_scope:
             await self._close_connections()
+        await self.state.call(self.state.flush)  # group-committed writes: in the file on return
 
     def context(self, interrupted: dict[str, list[RunRecord]] | None = None) -> TriggerContext:
         """What triggers get from this runtime: clock, state, runner, the stop signal."""

@@ -61,7 +61,39 @@ class RunBook:
             _cancel_requested=threading.Event() if cancel is None else _CancelFlag(cancel),
         )
 
-    def started(self, run: Run) -> None:
+    def started(self, run: Run, *, batched: bool = False) -> None:
+        """`batched`: a change event's run, recorded only if it does not succeed (its success
+        is counted in its trigger's batch row), and logged at debug."""
+        if not batched:
+            self._record_start(run)
+        with self._lock:
+            self._in_flight[run.run_id] = run
+        extra = {"backfill": True} if run.backfill else {}
+        (log.debug if batched else log.info)(
+            "run started", scheduled_at=iso(run.scheduled_at), attempt=run.attempt, **extra
+        )
+        for observer in self.observers:
+            observer.run_started(run)
+
+    def finished(self, run: Run, outcome: RunOutcome, *, batched: bool = False) -> None:
+        ended_at = self.clock.now()
+        with self._lock:
+            self._in_flight.pop(run.run_id, None)
+        quiet = batched and outcome.status is RunStatus.SUCCEEDED
+        if not quiet:
+            if batched:  # a failure (or cancel) of a change event: recorded as any run is
+                self._record_start(run)
+            # A traceback shows source lines: one may hold a connection URI with its password.
+            error = None if outcome.error is None else redact_text(error_text(outcome.error))
+            self.state.record_run_end(run.run_id, outcome.status, ended_at, error)
+        seconds = (ended_at - run.started_at).total_seconds()
+        (log.debug if quiet else log.info)(
+            "run finished", status=outcome.status.value, duration=seconds
+        )
+        for observer in self.observers:
+            observer.run_finished(run, outcome.status, seconds)
+
+    def _record_start(self, run: Run) -> None:
         self.state.record_run_start(
             run.run_id,
             self.workflow,
@@ -71,24 +103,6 @@ class RunBook:
             run.attempt,
             backfill=run.backfill,
         )
-        with self._lock:
-            self._in_flight[run.run_id] = run
-        extra = {"backfill": True} if run.backfill else {}
-        log.info("run started", scheduled_at=iso(run.scheduled_at), attempt=run.attempt, **extra)
-        for observer in self.observers:
-            observer.run_started(run)
-
-    def finished(self, run: Run, outcome: RunOutcome) -> None:
-        # A traceback shows source lines: one may hold a connection URI with its password.
-        error = None if outcome.error is None else redact_text(error_text(outcome.error))
-        ended_at = self.clock.now()
-        with self._lock:
-            self._in_flight.pop(run.run_id, None)
-        self.state.record_run_end(run.run_id, outcome.status, ended_at, error)
-        seconds = (ended_at - run.started_at).total_seconds()
-        log.info("run finished", status=outcome.status.value, duration=seconds)
-        for observer in self.observers:
-            observer.run_finished(run, outcome.status, seconds)
 
     def in_flight(self) -> list[Run]:
         """Runs started and not finished (however they execute), the longest-running first."""

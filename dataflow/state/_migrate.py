@@ -46,6 +46,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS dead_letters_retried ON dead_letters (workflow, retried_at)
         WHERE retry_status = 'succeeded';
     """,
+    # 5: a change stream's events handled in a row are one history row (a batch) with their
+    # count and first and last positions, not one row each; runs before were runs of their own.
+    """
+    ALTER TABLE runs ADD COLUMN events INTEGER;
+    ALTER TABLE runs ADD COLUMN first_position TEXT;
+    ALTER TABLE runs ADD COLUMN last_position TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -63,6 +70,9 @@ COLUMNS = {
         "attempt",
         "error",
         "backfill",
+        "events",
+        "first_position",
+        "last_position",
     },
     "dead_letters": {
         "id",

@@ -58,10 +58,11 @@ def kept_everything(store: SqliteStore) -> None:
     assert [d.error for d in store.dead_letters("w")] == ["boom"]
 
 
-def test_a_file_of_the_last_release_opens_at_schema_4_and_keeps_its_positions(
+def test_a_file_of_the_last_release_opens_at_schema_5_and_keeps_its_positions(
     tmp_path: Path,
 ) -> None:
-    """Schema 2 (the last release): brought to 4 in place, with the new indexes, every saved
+    """Schema 2 (the last release): brought to 5 in place, with the new indexes and the batch
+    columns of the runs table, every saved
     position, value, run and dead letter intact."""
     path = tmp_path / "state.db"
     released_file(path, RELEASED)
@@ -71,7 +72,9 @@ def test_a_file_of_the_last_release_opens_at_schema_4_and_keeps_its_positions(
     finally:
         store.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    assert {"events", "first_position", "last_position"} <= columns
     indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_schema WHERE type='index'")}
     assert {"runs_failed", "runs_failed_by_trigger", "dead_letters_retried"} <= indexes
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
