@@ -64,8 +64,9 @@ class RunBook:
     def started(self, run: Run, *, batched: bool = False) -> None:
         """`batched`: a change event's run, recorded only if it does not succeed (its success
         is counted in its trigger's batch row), and logged at debug."""
-        if not batched:
+        if not batched:  # durable before the handler runs: cut off, it shows `interrupted`
             self._record_start(run)
+            self.state.flush()
         with self._lock:
             self._in_flight[run.run_id] = run
         extra = {"backfill": True} if run.backfill else {}

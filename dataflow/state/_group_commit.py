@@ -107,6 +107,8 @@ class GroupCommit:
         """Commit what is pending, stop the committer, close the connection. A failure not yet
         raised to anyone is raised here: the last writes must not vanish unsaid."""
         with self.lock:
+            if self._closed:
+                return  # closed before (a caller's `finally` and the runtime's both close)
             self._closed = True
             self._wake.notify()
             try:
@@ -144,8 +146,7 @@ class GroupCommit:
         if self.db.in_transaction:
             with contextlib.suppress(sqlite3.Error):  # past use: the failure below says so
                 self.db.execute("ROLLBACK")
-        lost = f" ({self.pending} batched writes lost)" if self.pending else ""
-        self._failure = StateStoreError(f"state store {self.path}: {exc}{lost}")
+        self._failure = StateStoreError(f"state store {self.path}: {exc}")
         self._reported = True  # raised to the caller (the committer says otherwise)
         self.pending, self._opened_at = 0, None
         return self._failure

@@ -25,7 +25,7 @@ from dataflow._core.errors import StateFileRefused, StateStoreError
 from dataflow.state import _names
 from dataflow.state import _sqlite_history as history
 from dataflow.state._file import check_before_open, record_identity, still_there
-from dataflow.state._group_commit import GroupCommit
+from dataflow.state._group_commit import COMMIT_INTERVAL, COMMIT_WRITES, GroupCommit
 from dataflow.state._interface import DeadLetter, Retention, RunRecord
 from dataflow.state._lock import exclusive_lock
 from dataflow.state._migrate import bring_forward, readable_version
@@ -41,11 +41,19 @@ class SqliteStore:
     """Opening refuses (StateFileRefused) a file it must not use, and brings an older one's
     schema forward; `check()` says whether the path still names the file opened."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        commit_interval: float = COMMIT_INTERVAL,
+        commit_writes: int = COMMIT_WRITES,
+    ) -> None:
         self.path = Path(path)
         self._opened = ""  # the file's identity when opened (device, inode; its WAL's)
         self._db = self._open()
-        self._tx = GroupCommit(self._db, self.path)
+        self._tx = GroupCommit(
+            self._db, self.path, interval=commit_interval, max_writes=commit_writes
+        )
         self._lock = self._tx.lock  # held by every call (`busy()`), the committer's included
 
     def _open(self) -> sqlite3.Connection:
@@ -94,11 +102,6 @@ class SqliteStore:
     def flush(self) -> None:
         """Commit every batched write now."""
         self._tx.flush()
-
-    @property
-    def commits(self) -> int:
-        """Transactions committed since the store opened (tests, benchmarks)."""
-        return self._tx.commits
 
     def busy(self) -> bool:
         """A call is under way (it holds the store's lock): for a watchdog that tells a stop
