@@ -14,7 +14,7 @@ from functools import partial
 
 import anyio
 from anyio.abc import TaskGroup
-from structlog.contextvars import bound_contextvars
+from structlog.contextvars import bind_contextvars, bound_contextvars, reset_contextvars
 
 from dataflow._core import offload
 from dataflow._core.clock import Clock
@@ -123,7 +123,9 @@ class Dispatcher:
         self, request: RunRequest, attempt: int, cancel: threading.Event | None
     ) -> RunOutcome:
         run = self.book.new_run(request, attempt, cancel)
-        with bound_contextvars(workflow=self.workflow, trigger=request.trigger, run_id=run.run_id):
+        # bind/reset, not `bound_contextvars` (a generator): this runs once per change event
+        bound = bind_contextvars(workflow=self.workflow, trigger=request.trigger, run_id=run.run_id)
+        try:
             self.book.started(run, batched=request.batched)
             token = set_current_run(run)
             try:
@@ -136,6 +138,8 @@ class Dispatcher:
             else:  # a stop reaching the handler through the loop is the run's cancel
                 outcome = completed(run, request.policy.timeout)
             self.book.finished(run, outcome, batched=request.batched)
+        finally:
+            reset_contextvars(**bound)
         return outcome
 
     async def record_skipped(self, request: RunRequest, reason: str) -> None:

@@ -6,16 +6,16 @@ path (change streams) calls them directly.
 
 from __future__ import annotations
 
+import random
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from structlog.contextvars import bound_contextvars
 
 from dataflow._core.clock import Clock, iso
-from dataflow._core.logs import error_text, escape_surrogates, get_logger
+from dataflow._core.logs import debug_enabled, error_text, escape_surrogates, get_logger
 from dataflow._core.redact import redact_text
 from dataflow._core.run import Run, RunStatus, TriggerState
 from dataflow._core.watchdog import watchdog
@@ -49,7 +49,8 @@ class RunBook:
         self, request: RunRequest, attempt: int, cancel: threading.Event | None = None
     ) -> Run:
         return Run(
-            run_id=uuid.uuid4().hex,
+            # a change event's run: an id from `random` (uuid4 reads the OS per call: dear)
+            run_id=f"{random.getrandbits(128):032x}" if request.batched else uuid.uuid4().hex,
             workflow=self.workflow,
             trigger=request.trigger,
             scheduled_at=request.scheduled_at,
@@ -69,10 +70,11 @@ class RunBook:
             self.state.flush()
         with self._lock:
             self._in_flight[run.run_id] = run
-        extra = {"backfill": True} if run.backfill else {}
-        (log.debug if batched else log.info)(
-            "run started", scheduled_at=iso(run.scheduled_at), attempt=run.attempt, **extra
-        )
+        if not batched or debug_enabled():
+            extra = {"backfill": True} if run.backfill else {}
+            (log.debug if batched else log.info)(
+                "run started", scheduled_at=iso(run.scheduled_at), attempt=run.attempt, **extra
+            )
         for observer in self.observers:
             observer.run_started(run)
 
@@ -88,9 +90,10 @@ class RunBook:
             error = None if outcome.error is None else redact_text(error_text(outcome.error))
             self.state.record_run_end(run.run_id, outcome.status, ended_at, error)
         seconds = (ended_at - run.started_at).total_seconds()
-        (log.debug if quiet else log.info)(
-            "run finished", status=outcome.status.value, duration=seconds
-        )
+        if not quiet or debug_enabled():
+            (log.debug if quiet else log.info)(
+                "run finished", status=outcome.status.value, duration=seconds
+            )
         for observer in self.observers:
             observer.run_finished(run, outcome.status, seconds)
 
@@ -111,16 +114,9 @@ class RunBook:
             runs = list(self._in_flight.values())
         return sorted(runs, key=lambda run: run.started_at)
 
-    @contextmanager
-    def executing(self, run: Run) -> Iterator[None]:
+    def executing(self, run: Run) -> AbstractContextManager[None]:
         """Around a handler running inline in a thread the loop cannot cancel (change streams)."""
-        with self._lock:
-            self._executing[run.run_id] = run
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._executing.pop(run.run_id, None)
+        return _Executing(self._executing, self._lock, run)
 
     def cancel_stuck(self) -> None:
         """At the runtime's end: an in-thread handler that never returned after its cancel (it
@@ -171,12 +167,37 @@ def thread_deadline(run: Run, timeout: float | None) -> AbstractContextManager[N
     return watchdog(timeout, run.expire)
 
 
-class _CancelFlag(threading.Event):
-    """A run's cancel flag that also reads as set once `parent` (a trigger's hard stop) is."""
+class _Executing:
+    """`RunBook.executing`: a class, not a generator, as it is entered once per change event."""
 
-    def __init__(self, parent: threading.Event) -> None:
-        super().__init__()
+    def __init__(self, runs: dict[str, Run], lock: threading.Lock, run: Run) -> None:
+        self.runs, self.lock, self.run = runs, lock, run
+
+    def __enter__(self) -> None:
+        with self.lock:
+            self.runs[self.run.run_id] = self.run
+
+    def __exit__(self, *exc: object) -> None:
+        with self.lock:
+            self.runs.pop(self.run.run_id, None)
+
+
+class _CancelFlag(threading.Event):
+    """A run's cancel flag that also reads as set once `parent` (a trigger's hard stop) is.
+
+    A run only sets and reads its flag (never waits on it), so this keeps a plain bool and no
+    Event of its own: one is made per change event, and an Event's lock and condition cost
+    more than the rest of the run's bookkeeping."""
+
+    def __init__(self, parent: threading.Event) -> None:  # no super().__init__(): see above
         self._parent = parent
+        self._own = False
 
     def is_set(self) -> bool:
-        return super().is_set() or self._parent.is_set()
+        return self._own or self._parent.is_set()
+
+    def set(self) -> None:
+        self._own = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        raise NotImplementedError("a run's cancel flag is read, never waited on")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Protocol
 
 from bson.raw_bson import RawBSONDocument
@@ -145,11 +146,7 @@ class Pump:
             self._save(self.stream.resume_token)
 
     def _on_event(self, raw: RawBSONDocument) -> None:
-        asked = "invalidate" in (self.policy.operation_types or ())
-        if raw.get("operationType") == "invalidate" and not asked:
-            self._on_invalidated(raw["_id"])  # the trigger's business, not the handler's
-            return
-        try:
+        try:  # read from the decoded event: `raw[...]` would decode the bytes a second time
             event = self.source.decode(raw)
         except Exception as exc:  # not a value this Python can hold: kept as its bytes
             self._end_batch()
@@ -158,10 +155,15 @@ class Pump:
             )
             self._acknowledge(raw)
             return
+        asked = "invalidate" in (self.policy.operation_types or ())
+        if event.get("operationType") == "invalidate" and not asked:
+            self._on_invalidated(event["_id"])  # the trigger's business, not the handler's
+            return
+        position, happened = dict(event["_id"]), cluster_time(event)  # the handler may alter it
         self.batch.begin()
         outcome = self._handle(event)
         if outcome.status is RunStatus.SUCCEEDED:
-            self._on_handled(raw)
+            self._on_handled(position, happened)
             return
         self._end_batch()  # the events before it, then the failure on its own
         if outcome.status is RunStatus.CANCELLED:
@@ -171,11 +173,11 @@ class Pump:
         self._on_failed(raw, event, outcome)
         self._acknowledge(raw)
 
-    def _on_handled(self, raw: RawBSONDocument) -> None:
-        due = self.batch.handled(raw["_id"])  # booked (its batch's row begun) before counted
+    def _on_handled(self, position: Token, happened: datetime | None) -> None:
+        due = self.batch.handled(position)  # booked (its batch's row begun) before counted
         stats = self.trigger.stats
         stats.events_handled += 1
-        stats.last_cluster_time = cluster_time(raw) or stats.last_cluster_time
+        stats.last_cluster_time = happened or stats.last_cluster_time
         if due:
             self._end_batch()
 
