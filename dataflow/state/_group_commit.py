@@ -119,7 +119,8 @@ class GroupCommit:
         if self._committer is not None and self._committer is not threading.current_thread():
             self._committer.join(timeout=1.0)
         if self._failure is not None and not self._reported:
-            self._raise_if_failed()
+            self._reported = True
+            raise self._failure
 
     # -- the transaction ------------------------------------------------------------------
     def _commit_pending(self) -> None:
@@ -152,6 +153,8 @@ class GroupCommit:
         return self._failure
 
     def _raise_if_failed(self) -> None:
+        if self._closed:  # a thread the runtime abandoned, writing after the end
+            raise StateStoreError(f"state store {self.path} is closed")
         if self._failure is not None:
             self._reported = True
             raise self._failure
