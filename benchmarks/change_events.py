@@ -8,10 +8,10 @@ save per batch of 100 events, group-committed) and checkpoint. Baselines: a plai
 `try_next()` -> handler -> save the resume token (Extended JSON) in the same SQLite state file:
 with `StateStore.set_state` after every event (one commit each), and with plain sqlite3 after
 every event in one transaction committed every 100 events. Logging goes to a file at INFO. The
-rate counts from the first `try_next()` until the first one after the last event. State file
-growth: the file's used bytes (after a WAL checkpoint) beyond a fresh one's, per 1,000,000
-events; baseline: the trigger with `batch_events=1` (one history row and one position save per
-event, as before batches).
+rate counts from the first `try_next()` until the first one after the last event; best of 3
+rounds (each child once per round). State file growth: the file's used bytes (after a WAL
+checkpoint) beyond a fresh one's, per 1,000,000 events; baseline: the trigger with
+`batch_events=1` (one history row and one position save per event, as before batches).
 """
 
 from __future__ import annotations
@@ -193,7 +193,12 @@ def run(sizes: Sizes) -> list[Row]:
     for kind, backend in CASES:
         args = ("--side", "dataflow", "--handler", kind, "--backend", backend, *events)
         children.append(Child("change_events", args, timeout=1800))
-    raw, raw100, per_event, *ours = run_children(children, parallel=sizes.parallel)
+    # Best of up to 3 rounds, each child once per round: the machine is shared, and one
+    # side measured in a quiet moment and the other in a busy one says nothing.
+    rounds = [run_children(children, parallel=sizes.parallel) for _ in range(min(sizes.repeats, 3))]
+    raw, raw100, per_event, *ours = [
+        max(results, key=lambda r: r["rate"]) for results in zip(*rounds, strict=True)
+    ]
     n = f"{sizes.events:,}"
     rows = [
         _rate_row(n, kind, backend, result, raw, raw100)

@@ -52,7 +52,8 @@ def history_lost(
     stats: StreamStats,
     exc: PyMongoError,
 ) -> None:
-    """Raise ChangeStreamStopped (`on_history_lost="fail"`), or record the gap and say so."""
+    """Raise ChangeStreamStopped (`on_history_lost="fail"`), or record the gap, say so, and
+    forget the lost position (the next open starts from now)."""
     reason = one_line(exc, with_type=True)
     where = f"{namespace}: the saved position is no longer in the oplog ({reason})"
     if policy.on_history_lost == "fail":
@@ -69,3 +70,4 @@ def history_lost(
         namespace=namespace,
         gap=gap,
     )
+    checkpoint.forget()

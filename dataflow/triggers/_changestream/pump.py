@@ -280,7 +280,6 @@ class Pump:
     def _history_lost(self, exc: PyMongoError) -> None:
         history_lost(self.policy, self.namespace, self.checkpoint, self.trigger.stats, exc)
         self._close_stream()
-        self.checkpoint.forget()  # the next open starts from now
         self.start_at = None
 
     def _close_stream(self) -> None:
