@@ -26,6 +26,7 @@ BENCHMARKS = (
     "change_events",
     "load_mongo",
     "load_sql",
+    "load_frames",
     "cli_startup",
 )
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.md"

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from dataflow._core.errors import DataflowConnectionError as DataflowConnectionError
     from dataflow._core.errors import DataflowError as DataflowError
     from dataflow._core.errors import DataflowSQLError as DataflowSQLError
+    from dataflow._core.errors import FrameWriteError as FrameWriteError
     from dataflow._core.errors import QueryCancelledError as QueryCancelledError
     from dataflow._core.errors import QueryTimeoutError as QueryTimeoutError
     from dataflow._core.errors import SettingsError as SettingsError
@@ -60,6 +61,7 @@ _WHERE = {
         "DataflowConnectionError",
         "DataflowError",
         "DataflowSQLError",
+        "FrameWriteError",
         "QueryCancelledError",
         "QueryTimeoutError",
         "SettingsError",

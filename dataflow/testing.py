@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -64,15 +65,24 @@ class FakeClock:
             await anyio.lowlevel.checkpoint()
             return
         wake = anyio.Event()
-        heapq.heappush(self._sleepers, (self._mono + seconds, next(self._seq), wake))
+        entry = (self._mono + seconds, next(self._seq), wake)
+        heapq.heappush(self._sleepers, entry)
         self._waiter_added.set()
-        await wake.wait()
+        try:
+            await wake.wait()
+        finally:
+            if not wake.is_set():  # cancelled (the cron scheduler's nap): autojump must not
+                self._sleepers.remove(entry)  # stop at a deadline nobody waits for
+                heapq.heapify(self._sleepers)
 
     def next_deadline(self) -> datetime | None:
         """The wall time at which the next sleeper (wall or monotonic) is due."""
         due = [self._waiters[0][0]] if self._waiters else []
         if self._sleepers:
-            due.append(self._now + timedelta(seconds=self._sleepers[0][0] - self._mono))
+            # Rounded up to the microsecond: rounded to the nearest, a deadline less than half a
+            # microsecond away is "now", and autojump would advance by nothing for ever.
+            wait = math.ceil((self._sleepers[0][0] - self._mono) * 1e6)
+            due.append(self._now + timedelta(microseconds=max(wait, 0)))
         return min(due, default=None)
 
     def advance(self, delta: timedelta | float) -> None:

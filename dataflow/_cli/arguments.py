@@ -13,7 +13,6 @@ import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NoReturn
 
 from dataflow._cli.backfill_options import add_backfill_options
@@ -186,7 +185,9 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
         help="log format (DATAFLOW_LOG_FORMAT); auto = JSON unless a terminal",
     )
     parser.add_argument(
-        "--state", type=Path, metavar="PATH", help="state file (DATAFLOW_STATE_PATH)"
+        "--state",
+        metavar="PATH|URL",
+        help="state file (DATAFLOW_STATE_PATH) or postgresql:// URL (DATAFLOW_STATE_URL)",
     )
 
 
@@ -200,7 +201,9 @@ def _add_one_run_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_state_and_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--state", type=Path, metavar="PATH", help="state file (DATAFLOW_STATE_PATH)"
+        "--state",
+        metavar="PATH|URL",
+        help="state file (DATAFLOW_STATE_PATH) or postgresql:// URL (DATAFLOW_STATE_URL)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 

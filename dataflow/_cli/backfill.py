@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from dataflow._cli.backfill_options import BACKFILL_CONFIRM
-from dataflow._cli.describe import run_json
 from dataflow._cli.tables import print_json, print_table, utc_time, zone_time
 from dataflow._core.errors import SettingsError
 from dataflow._core.logs import configure_logging
 from dataflow._core.settings import Settings
+from dataflow.runtime._describe import run_json
 from dataflow.state import RunRecord
 from dataflow.triggers._cron.schedule import CronSchedule
 from dataflow.triggers._cron.span import fires_between

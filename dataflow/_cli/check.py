@@ -16,20 +16,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dataflow._cli.describe import describe_triggers
 from dataflow._cli.loader import load_workflow
 from dataflow._cli.tables import utc_time
 from dataflow._core.errors import (
     DataflowConnectionError,
     DataflowError,
+    SettingsError,
     StateStoreError,
     WorkflowImportError,
 )
 from dataflow._core.redact import redact_url
 from dataflow._core.settings import Settings
 from dataflow.runtime._connections import declared_connections
+from dataflow.runtime._describe import describe_triggers
 from dataflow.runtime._identity import claim_state, state_file_of
-from dataflow.state import SqliteStore
+from dataflow.state import PostgresStore, SqliteStore, Store
 from dataflow.triggers._cron.zone import resolve_timezone
 from dataflow.triggers.workflow import Workflow
 
@@ -94,6 +95,8 @@ def check_state(workflow_class: type[Workflow], settings: Settings) -> Check:
     """The state file opens if it exists (what was saved under the workflow's previous name
     carried over, as a start does), or the folder it goes in is writable."""
     workflow = workflow_class.workflow_name
+    if settings.state_url is not None:
+        return _check_shared_state(workflow, settings.state_url)
     try:
         path = state_file_of(workflow_class, settings)
     except StateStoreError as exc:
@@ -107,14 +110,31 @@ def check_state(workflow_class: type[Workflow], settings: Settings) -> Check:
         store = SqliteStore(path)
         try:
             claim_state(store, workflow_class)
-            saved, last = store.state_items(workflow), store.runs(workflow, limit=1)
+            summary = _saved_summary(store, workflow)
         finally:
             store.close()
     except StateStoreError as exc:
         return Check("state", False, str(exc))
+    return Check("state", True, f"{path}: {summary}")
+
+
+def _check_shared_state(workflow: str, url: str) -> Check:
+    """The PostgreSQL store connects and its schema is current (brought forward if not)."""
+    try:
+        store = PostgresStore(url)
+        try:
+            summary = _saved_summary(store, workflow)
+        finally:
+            store.close()
+    except (StateStoreError, SettingsError) as exc:
+        return Check("state", False, str(exc))
+    return Check("state", True, f"{store.where}: {summary}")
+
+
+def _saved_summary(store: Store, workflow: str) -> str:
+    saved, last = store.state_items(workflow), store.runs(workflow, limit=1)
     latest = f", last run {utc_time(last[0].started_at)} {last[0].status}" if last else ""
-    values = f"{len(saved)} saved value{'' if len(saved) == 1 else 's'}"
-    return Check("state", True, f"{path}: {values}{latest}")
+    return f"{len(saved)} saved value{'' if len(saved) == 1 else 's'}{latest}"
 
 
 def check_connections(workflow: Workflow, timeout: float) -> list[Check]:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dataflow._cli.loader import load_workflow
 from dataflow._core.errors import SettingsError
@@ -30,7 +30,7 @@ from dataflow.triggers.workflow import Workflow
 if TYPE_CHECKING:
     from dataflow._cli.check import Check
     from dataflow.runtime import Runtime
-    from dataflow.state import RunRecord, SqliteStore
+    from dataflow.state import RunRecord, Store
     from dataflow.triggers.base import RunHandle
 
 T = TypeVar("T")
@@ -42,10 +42,19 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "backend": getattr(args, "backend", None),
         "log_format": getattr(args, "log_format", None),
         "grace_period": getattr(args, "grace_period", None),
-        "state_path": getattr(args, "state", None),
         "metrics_port": getattr(args, "metrics_port", None),
     }
-    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(settings, **given, **_state_override(getattr(args, "state", None)))
+
+
+def _state_override(state: str | None) -> dict[str, Any]:
+    """`--state` names a file or a PostgreSQL store, and replaces whichever the environment set."""
+    if state is None:
+        return {}
+    if "://" in state:  # a URL: Settings says which schemes it takes
+        return {"state_url": state, "state_path": None}
+    return {"state_path": Path(state), "state_url": None}
 
 
 def load(args: argparse.Namespace) -> tuple[Settings, type[Workflow]]:
@@ -95,19 +104,20 @@ def run_command(args: argparse.Namespace) -> int:
         workflow,
         settings=settings,
         reset_state=args.reset_state,
-        on_stop_overdue=partial(_exit_overdue, settings.state_file(workflow.workflow_name)),
+        on_stop_overdue=partial(_exit_overdue, settings.state_location(workflow.workflow_name)),
     )
     anyio.run(run, backend=settings.backend)
     return 0
 
 
-def _exit_overdue(state_file: Path) -> None:
+def _exit_overdue(state_file: str) -> None:
     """The stop did not finish in time: something holds a thread for ever (a state write on a
     frozen disk, a driver that never returns). Say so and end the process without it; what
     was not recorded is not lost silently: this line names it."""
     print(
-        f"dataflow: error: the stop did not finish within the grace period: a state write to "
-        f"{state_file} or a connection did not return (frozen disk?); exiting without it",
+        "dataflow: error: the stop did not finish within the grace period: a state write to "
+        f"{redact_text(state_file)} or a connection did not return (frozen disk?); exiting"
+        " without it",
         file=sys.stderr,
         flush=True,
     )
@@ -120,14 +130,17 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 # -- reading: list, history, dead letters -------------------------------------------------------
-def _existing_state(settings: Settings, workflow_class: type[Workflow]) -> SqliteStore | None:
-    """The workflow's state file if a run created it, with what was saved under the workflow's
-    previous name carried over, as a start does (its log line goes to stderr: stdout is for
-    the table or JSON)."""
-    from dataflow._cli.describe import open_existing_store
+def _existing_state(settings: Settings, workflow_class: type[Workflow]) -> Store | None:
+    """The workflow's PostgreSQL store, or its state file if a run created it, with what was
+    saved under the workflow's previous name carried over, as a start does (its log line goes
+    to stderr: stdout is for the table or JSON)."""
+    from dataflow.runtime._describe import open_existing_store
     from dataflow.runtime._identity import claim_state, state_file_of
+    from dataflow.state import PostgresStore
 
     configure_logging(settings.log_format, settings.log_level, stream=sys.stderr)
+    if settings.state_url is not None:
+        return PostgresStore(settings.state_url)
     store = open_existing_store(state_file_of(workflow_class, settings))
     if store is not None:
         try:
@@ -139,8 +152,8 @@ def _existing_state(settings: Settings, workflow_class: type[Workflow]) -> Sqlit
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from dataflow._cli.describe import describe_triggers
     from dataflow._cli.views import show_triggers
+    from dataflow.runtime._describe import describe_triggers
 
     settings, workflow_class = load(args)
     now = args.after or datetime.now(UTC)

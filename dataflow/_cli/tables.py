@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from dataflow._core.redact import redact_text
+from dataflow.runtime._describe import json_default, masked
 
 _BOLD, _RESET = "\x1b[1m", "\x1b[0m"
 _GAP = "  "
@@ -69,20 +70,8 @@ def print_table(
 
 
 def print_json(value: Any, *, stream: TextIO | None = None) -> None:
-    # Masked value by value: in the JSON text a secret may be escaped (`\u00e4`, `\"`), and
-    # masking the text could cut through its syntax.
-    text = json.dumps(_masked(value), indent=2, default=_json_default)
+    text = json.dumps(masked(value), indent=2, default=json_default)
     print(text, file=stream or sys.stdout)
-
-
-def _masked(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, Mapping):
-        return {key: _masked(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_masked(item) for item in value]
-    return value
 
 
 def _row_lines(row: Sequence[str]) -> list[list[str]]:
@@ -161,12 +150,6 @@ def _break_word(word: str, width: int) -> list[str]:
 
 def cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1].rstrip() + "…"
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 # -- values in cells ----------------------------------------------------------------------------

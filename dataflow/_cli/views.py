@@ -7,15 +7,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from dataflow._cli.describe import (
-    StateEntry,
-    TriggerInfo,
-    error_summary,
-    last_fire,
-    run_duration,
-    run_elapsed,
-    run_json,
-)
 from dataflow._cli.tables import (
     age,
     cut,
@@ -24,6 +15,16 @@ from dataflow._cli.tables import (
     print_table,
     utc_time,
     zone_time,
+)
+from dataflow.runtime._describe import (
+    StateEntry,
+    TriggerInfo,
+    error_summary,
+    last_fire,
+    letter_json,
+    run_duration,
+    run_elapsed,
+    run_json,
 )
 from dataflow.state import DeadLetter, RunRecord
 
@@ -126,7 +127,7 @@ def _position(text: str | None) -> str:
 
 def show_dead_letters(letters: Sequence[DeadLetter], *, as_json: bool) -> None:
     if as_json:
-        print_json([_letter_json(letter) for letter in letters])
+        print_json([letter_json(letter) for letter in letters])
         return
     headers = ("ID", "TRIGGER", "CREATED (UTC)", "RETRIED", "ERROR", "PAYLOAD")
     rows = [_letter_row(letter) for letter in letters]
@@ -145,16 +146,3 @@ def _letter_row(letter: DeadLetter) -> list[str]:
         error_summary(letter.error),
         " ".join(letter.payload.split()),
     ]
-
-
-def _letter_json(letter: DeadLetter) -> dict[str, Any]:
-    return {
-        "id": letter.id,
-        "trigger": letter.trigger,
-        "created_at": letter.created_at,
-        "error": letter.error,
-        "error_summary": error_summary(letter.error),
-        "payload": letter.payload,
-        "retried_at": letter.retried_at,
-        "retry_status": letter.retry_status,
-    }

@@ -9,13 +9,16 @@
     ├── StartupFailed             a @startup handler failed; nothing else was started
     ├── TriggerFailed             a trigger could not start, or stopped on an error
     ├── StateStoreError           the state file cannot be opened or written
-    │   └── StateFileRefused      it is not one this dataflow may use (empty, foreign, newer)
+    │   ├── StateFileRefused      it is not one this dataflow may use (empty, foreign, newer)
+    │   └── LeaseLost             a fenced write by a stream's former owner (another has the lease)
     ├── StateValueError           a trigger-state value cannot be kept or read (also a ValueError)
     ├── DataflowConnectionError   a connection cannot be opened or used (also a ConnectionError)
     │   └── ConnectionLostError   it dropped during a call
     ├── DataflowSQLError          a statement failed; keeps the driver's code
     │   ├── QueryTimeoutError     ran past its timeout (also a TimeoutError)
     │   └── QueryCancelledError   stopped by cancel()
+    ├── FrameWriteError           a DataFrame cannot be written as it is (write_frame, SQL or
+    │                             MongoDB; also a ValueError)
     ├── BulkUpsertError           some records of an upsert_many were refused
     ├── ChangeStreamUnavailable   the server cannot serve change streams
     └── ChangeStreamStopped       a change-stream trigger stopped on purpose
@@ -115,6 +118,12 @@ class StateFileRefused(StateStoreError):
         self.resettable = resettable
 
 
+class LeaseLost(StateStoreError):
+    """A write fenced by a lease's term came from an owner whose term is over: another replica
+    acquired the stream's lease since, so this write is refused and the caller must stop
+    reading the stream (it no longer owns it)."""
+
+
 class StateValueError(DataflowError, ValueError):
     """A trigger-state value cannot be kept (naive datetime, not JSON) or a stored one cannot be
     read back; the message names the key. Setting the key again replaces a bad stored value."""
@@ -154,6 +163,13 @@ class QueryTimeoutError(DataflowSQLError, TimeoutError):
 
 class QueryCancelledError(DataflowSQLError):
     """The statement was stopped by `cancel()`, usually because its run was cancelled."""
+
+
+class FrameWriteError(DataflowError, ValueError):
+    """`write_frame` refused a DataFrame or its arguments before writing anything: a column
+    the target cannot hold, columns the table lacks, an upsert the source cannot do, a bad
+    batch size or mode. The message names the columns (and their type) and the fix. Not a
+    `DataflowSQLError` (no statement failed; MongoDB raises it too); a `ValueError`: bad input."""
 
 
 class UpsertFailure(NamedTuple):
@@ -218,6 +234,16 @@ class ChangeEventUndecodable(DataflowError):
     """A dead letter's change event cannot be decoded with the stream's codec options."""
 
 
+class HttpRequestRefused(DataflowError):
+    """A request the status page's HTTP API refuses: answered with `status` (400, 401, 404, ...)
+    and the message as a JSON error, never as a 500."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class Interrupted(Exception):
     """A statement was not started because its operation had been cancelled or timed out.
 
@@ -263,6 +289,7 @@ publish(
     DataflowSQLError,
     QueryTimeoutError,
     QueryCancelledError,
+    FrameWriteError,
     UpsertFailure,
     UpsertManyResult,
     BulkUpsertError,

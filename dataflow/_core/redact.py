@@ -28,6 +28,8 @@ _BRACED = re.compile(r"\{(?:[^}]|\}\})*\}(?=\s*(?:;|$))")
 # closing brace (`}}` is an escaped brace), to the end if unclosed. A registered password is
 # hidden whole wherever it is; these shapes catch the ones never registered.
 _ODBC_SECRET = re.compile(r"(?i)(?<![a-z0-9])(pwd|password)\s*=\s*(\{(?:[^}]|\}\})*\}?|[^;\s'\"]*)")
+# A password in a URL's query (`?password=...`, `&sslpassword=...`), up to the next `&` or `#`.
+_QUERY_SECRET = re.compile(r"([?&](?:ssl)?(?:password|passwd|pwd)=)([^&#\s'\"]*)", re.IGNORECASE)
 # `scheme://user:` then anything up to the LAST `@` of the word: a password may hold `@ / ? #`.
 _URL_SECRET = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*:/{0,2}[^\s/:@'\"]*:)[^\s'\"]*@")
 _MIN_SECRET = 4  # shorter values would mask ordinary words all over the logs
@@ -61,9 +63,13 @@ def _bounded(form: str) -> str:
 
 
 def register_url(url: str | None) -> None:
-    """Register the password a URL holds, if any."""
+    """Register the password a URL holds, if any (`user:password@`, or `?password=` in its
+    query, as libpq and others take it)."""
     if url:
         register_secret(url_password(url))
+        for match in _QUERY_SECRET.finditer(url):
+            register_secret(unquote(match.group(2)))
+            register_secret(match.group(2))
 
 
 def url_password(url: str) -> str | None:
@@ -82,6 +88,7 @@ def url_user(url: str) -> str | None:
 
 def redact_url(url: str) -> str:
     """Return `url` with any password replaced by `***`, for logs, errors and reprs."""
+    url = _QUERY_SECRET.sub(r"\1***", url)
     userinfo = _userinfo(url)
     if userinfo is None or ":" not in userinfo:
         return url

@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dataflow._core.errors import SettingsError
 from dataflow._core.exports import publish
-from dataflow._core.redact import register_url
+from dataflow._core.redact import redact_url, register_secret, register_url
 
 BACKENDS = ("asyncio", "trio")
 LOG_FORMATS = ("auto", "json", "console")
@@ -26,6 +27,8 @@ class Settings:
 
     backend: str = "asyncio"
     state_path: Path | None = None  # default: ./.dataflow/<workflow>.db
+    # A shared PostgreSQL store instead of a file (its password masked in the repr)
+    state_url: str | None = field(default=None, repr=False)
     grace_period: float = 30.0
     max_worker_threads: int = 40
     log_format: str = "auto"
@@ -34,6 +37,8 @@ class Settings:
     workflows_dir: Path = Path("workflows")
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # Enables the status page's actions (run now, retry a dead letter) for whoever shows it.
+    http_token: str | None = field(default=None, repr=False)
     history_days: float = 30.0  # run history older than this is pruned
     history_max_runs_per_trigger: int = 10_000  # and a trigger's runs beyond its newest these
 
@@ -52,6 +57,8 @@ class Settings:
             1,
             _MAX_RUNS_PER_TRIGGER,
         )
+        _check_state_url(self.state_url, self.state_path)
+        register_secret(self.http_token)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -60,6 +67,7 @@ class Settings:
         return cls(
             backend=read.choice("DATAFLOW_BACKEND", BACKENDS, "asyncio"),
             state_path=read.optional("DATAFLOW_STATE_PATH", Path),
+            state_url=env.get("DATAFLOW_STATE_URL") or None,
             grace_period=read.number("DATAFLOW_GRACE_PERIOD", float, 30.0),
             max_worker_threads=read.number("DATAFLOW_MAX_WORKER_THREADS", int, 40),
             log_format=read.choice("DATAFLOW_LOG_FORMAT", LOG_FORMATS, "auto"),
@@ -70,6 +78,7 @@ class Settings:
             workflows_dir=Path(env.get("DATAFLOW_WORKFLOWS_DIR") or "workflows"),
             metrics_port=read.optional("DATAFLOW_METRICS_PORT", int),
             metrics_host=env.get("DATAFLOW_METRICS_HOST") or "127.0.0.1",
+            http_token=env.get("DATAFLOW_HTTP_TOKEN") or None,
             history_days=read.number("DATAFLOW_HISTORY_DAYS", float, 30.0),
             history_max_runs_per_trigger=read.number(
                 "DATAFLOW_HISTORY_MAX_RUNS_PER_TRIGGER", int, 10_000
@@ -79,6 +88,10 @@ class Settings:
     def state_file(self, workflow: str) -> Path:
         return self.state_path or Path(".dataflow") / f"{workflow}.db"
 
+    def state_location(self, workflow: str) -> str:
+        """Where the workflow's state is, to show: the URL (password masked) or the file."""
+        return redact_url(self.state_url) if self.state_url else str(self.state_file(workflow))
+
 
 _MAX_GRACE = 86_400.0  # a day: longer is a mistyped unit, not a grace period
 _MAX_THREADS = 10_000
@@ -86,6 +99,31 @@ _MAX_THREADS = 10_000
 # runs per trigger is far beyond what one SQLite file should hold.
 _MIN_DAYS, _MAX_DAYS = 1.0, 36_500.0
 _MAX_RUNS_PER_TRIGGER = 1_000_000_000
+
+
+def _check_state_url(url: str | None, path: Path | None) -> None:
+    """A PostgreSQL URL, and not beside a state file (which of the two would hold the state?)."""
+    if url is None:
+        return
+    register_url(url)
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("postgresql", "postgres"):
+        raise SettingsError(
+            f"DATAFLOW_STATE_URL={redact_url(url)!r} is not valid: use a PostgreSQL URL, "
+            "postgresql://user:password@host/database"
+        )
+    try:  # psycopg would call a bad port a connection failure (exit 1): it is bad input
+        _ = urlsplit(url).port
+    except ValueError as exc:
+        raise SettingsError(
+            f"DATAFLOW_STATE_URL={redact_url(url)!r} is not valid: {exc}; "
+            "postgresql://user:password@host:5432/database"
+        ) from None
+    if path is not None:
+        raise SettingsError(
+            "DATAFLOW_STATE_URL and DATAFLOW_STATE_PATH are both set: set only one (a state "
+            "file, or a PostgreSQL store)"
+        )
 
 
 def _check_range(

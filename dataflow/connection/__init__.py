@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from dataflow._core.errors import ConnectionLostError as ConnectionLostError
     from dataflow._core.errors import DataflowConnectionError as DataflowConnectionError
     from dataflow._core.errors import DataflowSQLError as DataflowSQLError
+    from dataflow._core.errors import FrameWriteError as FrameWriteError
     from dataflow._core.errors import QueryCancelledError as QueryCancelledError
     from dataflow._core.errors import QueryTimeoutError as QueryTimeoutError
     from dataflow._core.errors import UpsertFailure as UpsertFailure
@@ -39,6 +40,7 @@ _WHERE = {
         "ConnectionLostError",
         "DataflowConnectionError",
         "DataflowSQLError",
+        "FrameWriteError",
         "QueryCancelledError",
         "QueryTimeoutError",
         "UpsertFailure",

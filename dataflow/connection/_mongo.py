@@ -8,12 +8,10 @@ credentials, timeouts) become one-line `DataflowConnectionError`s that never car
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, TypeVar
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pymongo
 from bson.codec_options import CodecOptions
@@ -25,26 +23,27 @@ from pymongo.errors import (
     ConfigurationError,
     ConnectionFailure,
     OperationFailure,
-    PyMongoError,
-    ServerSelectionTimeoutError,
 )
 from pymongo.results import UpdateResult
 
-from dataflow._core.errors import DataflowConnectionError, UpsertManyResult, one_line
+from dataflow._core.errors import DataflowConnectionError, UpsertManyResult
 from dataflow._core.exports import publish
 from dataflow._core.redact import redact_text, redact_url, register_secret, register_url
+from dataflow.connection import _mongo_text as text
 from dataflow.connection._base import Connection
-from dataflow.connection._mongo_bulk import squashed, upsert_in_batches
+from dataflow.connection._mongo_bulk import upsert_in_batches
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from dataflow.connection._frame_write import Mode
 
 __all__ = ["Document", "MongoDB"]
 
 T = TypeVar("T")
 Document = dict[str, Any]
 
-_AUTHENTICATION_FAILED = 18  # the server's error code for bad credentials
 _CLOSE_TIMEOUT = 5.0  # seconds; closing sends endSessions, which must not hang a shutdown
-_COUNTS = ("nMatched", "nModified", "nUpserted")  # the bulk write result's counts we sum
-_CONFIGURED_TIMEOUTS = re.compile(r"\s*\(configured timeouts: [^)]*\)")
 
 
 class MongoDB(Connection):
@@ -76,7 +75,7 @@ class MongoDB(Connection):
         register_url(url)
         register_secret(password)
         self._options = client_options
-        name = database or _database_in(url)
+        name = database or text.database_in(url)
         if not name:
             raise ValueError("MongoDB needs a database: pass database= or put it in the URL path")
         self.database_name: str = name
@@ -207,6 +206,34 @@ class MongoDB(Connection):
         action = f"upsert_many into {collection!r}"
         return self._call(action, timeout, lambda: upsert_in_batches(coll, rows, key, batch_size))
 
+    def write_frame(
+        self,
+        collection: str,
+        frame: pd.DataFrame,
+        *,
+        mode: Mode = "insert",
+        keys: str | Sequence[str] = (),
+        batch_size: int = 1000,
+        timeout: float | None = None,
+    ) -> int:
+        """Insert (or upsert on `keys`) the rows of `frame` as documents; returns the count.
+
+        Rows convert by `frame_to_documents`; `insert_many` (or `upsert_many`) per batch.
+        """
+        from dataflow.connection._mongo_frames import write_frame
+
+        return write_frame(
+            collection,
+            frame,
+            mode,
+            keys,
+            batch_size,
+            lambda batch: self.insert_many(collection, batch, timeout=timeout),
+            lambda rows, key: self.upsert_many(
+                collection, rows, key=key, batch_size=batch_size, timeout=timeout
+            ),
+        )
+
     def delete_many(
         self, collection: str, filters: Mapping[str, Any], *, timeout: float | None = None
     ) -> int:
@@ -245,9 +272,9 @@ class MongoDB(Connection):
         except BulkWriteError:
             raise
         except (ConnectionFailure, ConfigurationError, OperationFailure) as exc:
-            if isinstance(exc, OperationFailure) and not _is_connection_level(exc):
+            if isinstance(exc, OperationFailure) and not text.is_connection_level(exc):
                 raise
-            reason = redact_text(_reason(exc))
+            reason = redact_text(text.reason(exc))
             raise DataflowConnectionError(f"MongoDB {self.target}: {action}: {reason}") from exc
 
     def _new_client(self, **more: Any) -> MongoClient[Document]:
@@ -262,36 +289,9 @@ class MongoDB(Connection):
     def _describe(self) -> str:
         """The target as a URL without password or query (options may hold secrets too)."""
         if self._url is not None:
-            return _without_options(redact_url(self._url))
+            return text.without_options(redact_url(self._url))
         user = f"{self._username}:***@" if self._username else ""
         return f"mongodb://{user}{self._hostname}:{self._port}/{self.database_name}"
-
-
-def _without_options(url: str) -> str:
-    """A URL (password already hidden) without its query: options may hold secrets too."""
-    return url.partition("?")[0].partition("#")[0]
-
-
-def _database_in(url: str | None) -> str | None:
-    """The database in a MongoDB URL's path, read with the password hidden (an unescaped `/`,
-    `?` or `#` in it would look like a path or a query)."""
-    if not url:
-        return None
-    path = _without_options(redact_url(url)).partition("://")[2].partition("/")[2]
-    return unquote(path) or None
-
-
-def _is_connection_level(exc: OperationFailure) -> bool:
-    return exc.code == _AUTHENTICATION_FAILED or exc.timeout
-
-
-def _reason(exc: PyMongoError) -> str:
-    """pymongo's message without the topology dump and timeout settings, on one line."""
-    text = squashed(_CONFIGURED_TIMEOUTS.sub("", one_line(exc)))
-    # A server that cannot be selected says why (refused, unknown host): that is the news.
-    if exc.timeout and "timed out" not in text and not isinstance(exc, ServerSelectionTimeoutError):
-        return f"timed out: {text}"
-    return text
 
 
 publish("dataflow.connection", MongoDB)

@@ -21,9 +21,11 @@ from dataflow._core.errors import DataflowConnectionError
 from dataflow._core.exports import publish
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pymongo.results import UpdateResult
 
     from dataflow._core.errors import UpsertManyResult
+    from dataflow.connection._frame_write import Mode
     from dataflow.connection._mongo import Document, MongoDB
 
 T = TypeVar("T")
@@ -135,6 +137,19 @@ class MongoDBAsync:
         return await self._offload(
             lambda timeout: upsert_many(batch_size=batch_size, timeout=timeout)
         )
+
+    async def write_frame(
+        self,
+        collection: str,
+        frame: pd.DataFrame,
+        *,
+        mode: Mode = "insert",
+        keys: str | Sequence[str] = (),
+        batch_size: int = 1000,
+    ) -> int:
+        """`MongoDB.write_frame` in a worker thread (conversion included)."""
+        write = partial(self.sync.write_frame, collection, frame, mode=mode, keys=keys)
+        return await self._offload(lambda timeout: write(batch_size=batch_size, timeout=timeout))
 
     async def delete_many(self, collection: str, filters: Mapping[str, Any]) -> int:
         return await self._offload(

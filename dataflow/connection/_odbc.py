@@ -7,7 +7,7 @@ The machinery (a connection per thread, timeouts, cancel, retries, transactions)
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -15,10 +15,14 @@ import structlog
 from dataflow._core.errors import DataflowConnectionError, DataflowSQLError
 from dataflow._core.exports import publish
 from dataflow.connection._odbc_runner import OdbcRunner, close_quietly
+from dataflow.connection._pyodbc import load_pyodbc
 from dataflow.connection._sql_core import column_names
+from dataflow.connection._tsql import quote_name
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from dataflow.connection._frame_write import Mode, SqlSink
 
 Row = dict[str, Any]
 Params = Sequence[Any]
@@ -63,7 +67,7 @@ class OdbcConnection(OdbcRunner):
         from dataflow.connection._frames import rows_to_frame  # pandas loads only when used
 
         names, rows = self._run("fetch_df", lambda cur: _fetch_all(cur, sql, params), timeout, True)
-        return rows_to_frame([tuple(row) for row in rows], columns=names)
+        return rows_to_frame(list(map(tuple, rows)), columns=names)
 
     def iter_batches(
         self, sql: str, params: Params = (), size: int = 1000, *, timeout: float | None = None
@@ -119,6 +123,64 @@ class OdbcConnection(OdbcRunner):
                 log.warning("sql.fast_executemany_unsupported", target=self.target, error=str(err))
         if rows:
             self._executemany(sql, rows, False, timeout)
+
+    def write_frame(
+        self,
+        table: str,
+        frame: pd.DataFrame,
+        *,
+        mode: Mode = "insert",
+        keys: str | Sequence[str] = (),
+        batch_size: int = 10_000,
+        timeout: float | None = None,
+    ) -> int:
+        """Insert (or upsert on `keys`) every row of `frame`; returns the number written.
+
+        One transaction (retried whole like `atomic()`), `batch_size` rows per `executemany`.
+        Upsert: `ON CONFLICT` on PostgreSQL and SQLite, a staged `MERGE` on SQL Server; other
+        sources raise `FrameWriteError`. Through a SQLite driver, values are stored as by
+        `SQLiteConnection.write_frame` (Decimal and datetimes as text).
+        """
+        from dataflow.connection import _frame_write as fw
+
+        sink = self._frame_sink(timeout, idempotent=mode == "upsert")
+        return fw.write_frame(sink, table, frame, mode=mode, keys=keys, batch_size=batch_size)
+
+    def _frame_sink(self, timeout: float | None, *, idempotent: bool) -> SqlSink:
+        from dataflow.connection import _frame_write as fw
+
+        pyodbc = load_pyodbc()
+        dbms, mark = self._run(
+            "write_frame",
+            lambda cur: (
+                str(cur.connection.getinfo(pyodbc.SQL_DBMS_NAME)),
+                str(cur.connection.getinfo(pyodbc.SQL_IDENTIFIER_QUOTE_CHAR)).strip() or '"',
+            ),
+            timeout,
+            True,
+        )
+        mssql = dbms == "Microsoft SQL Server"
+        upserts = {"PostgreSQL": fw.on_conflict_upsert, "SQLite": fw.on_conflict_upsert}
+
+        def table_columns(quoted: str) -> list[str]:
+            sql = f"SELECT * FROM {quoted} WHERE 1 = 0"
+            return self._run(
+                "write_frame", lambda c: column_names(_execute(c, sql, ())), timeout, True
+            )
+
+        def atomic(body: Callable[[], None]) -> None:
+            self.atomic(body, idempotent=idempotent)
+
+        return fw.SqlSink(
+            target=self.target,
+            quote=quote_name if mssql else lambda name: fw.quote_ansi(name, mark),
+            text_times=dbms == "SQLite",  # the driver would cut datetimes to milliseconds
+            table_columns=table_columns,
+            execute=lambda sql: self.execute(sql, timeout=timeout),
+            executemany=lambda sql, rows: self.executemany(sql, rows, timeout=timeout),
+            atomic=atomic,
+            upsert=fw.merge_upsert if mssql else upserts.get(dbms),
+        )
 
     def _fast_allowed(self) -> bool:
         if self._fast is False or self._fast_failed or _FAST_NEVER.search(self._driver):

@@ -27,6 +27,8 @@ from dataflow.connection._sql_core import ErrorKind, Slot, SqlConnection, Thread
 if TYPE_CHECKING:
     import pandas as pd
 
+    from dataflow.connection._frame_write import Mode
+
 T = TypeVar("T")
 Row = dict[str, Any]
 Params = Sequence[Any] | Mapping[str, Any]
@@ -110,6 +112,43 @@ class SQLiteConnection(SqlConnection):
         rows = list(seq_of_params)
         with self.transaction():
             self._run("executemany", lambda cnxn: cnxn.executemany(sql, rows), timeout)
+
+    def write_frame(
+        self,
+        table: str,
+        frame: pd.DataFrame,
+        *,
+        mode: Mode = "insert",
+        keys: str | Sequence[str] = (),
+        batch_size: int = 10_000,
+        timeout: float | None = None,
+    ) -> int:
+        """Insert (or upsert on `keys`, by `ON CONFLICT`) every row of `frame`; returns the count.
+
+        One transaction; `batch_size` rows per `executemany`. Decimal, datetimes and dates are
+        stored as text (aware datetimes in UTC, ending `+00:00`): see `_frames_sql`.
+        """
+        from dataflow.connection import _frame_write as fw
+
+        def table_columns(quoted: str) -> list[str]:
+            sql = f"SELECT * FROM {quoted} WHERE 1 = 0"
+            return self._run("write_frame", lambda cnxn: column_names(cnxn.execute(sql)), timeout)
+
+        def atomic(body: Callable[[], None]) -> None:
+            with self.transaction():
+                body()
+
+        sink = fw.SqlSink(
+            target=self.target,
+            quote=fw.quote_ansi,
+            text_times=True,
+            table_columns=table_columns,
+            execute=lambda sql: self.execute(sql, timeout=timeout),
+            executemany=lambda sql, rows: self.executemany(sql, rows, timeout=timeout),
+            atomic=atomic,
+            upsert=fw.on_conflict_upsert,
+        )
+        return fw.write_frame(sink, table, frame, mode=mode, keys=keys, batch_size=batch_size)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -3,7 +3,7 @@
 - `initial_setup` (startup): connects both sides and creates what is missing (the MongoDB
   unique index on the key; the SQL table must exist, it is the system of record).
 - `etl_job` (cron, every 15 minutes): rows changed since the watermark kept in dataflow's
-  state store, typed with pandas, bulk-upserted into MongoDB by `order_id`; counts logged.
+  state store, typed with pandas, bulk-upserted into MongoDB by `order_id` (`write_frame`).
 - `realtime_sync` (change stream on the collection, updates and replaces): writes the
   document back to SQL Server with one parameterized UPDATE. Idempotent and loop-free: it
   changes nothing when the row already holds those values, so a replayed event (delivery
@@ -33,7 +33,7 @@ from dataflow import (
     startup,
 )
 from dataflow.triggers.mongo_change_listener import mongodb_change_stream
-from dataflow.utils import frame_to_documents, get_logger
+from dataflow.utils import get_logger
 
 log = get_logger("conrad")
 DATABASE = os.environ.get("CONRAD_MONGODB_DATABASE", "dest_db")
@@ -70,15 +70,10 @@ class Conrad(Workflow):
             log.info("etl: nothing changed", watermark=watermark.isoformat())
             return
         frame = transform(pd.DataFrame(rows, columns=COLUMNS))
-        result = self.dest.upsert_many(COLLECTION, frame_to_documents(frame), key="order_id")
+        # frame_to_documents + upsert_many by order_id, 1,000 documents per bulk write
+        loaded = self.dest.write_frame(COLLECTION, frame, mode="upsert", keys="order_id")
         state.set("watermark", frame["updated_at"].max().to_pydatetime())
-        log.info(
-            "etl: orders loaded",
-            extracted=len(rows),
-            upserted=result.upserted_count,
-            modified=result.modified_count,
-            batches=result.batches,
-        )
+        log.info("etl: orders loaded", extracted=len(rows), loaded=loaded)
 
     @mongodb_change_stream(
         "CONRAD_MONGODB_URL",

@@ -3,7 +3,7 @@
 - `seed_source` (startup) creates a small "shop" database with orders, and the warehouse table;
 - `place_orders` (every 5 s) plays the shop: it adds orders and updates a few old ones;
 - `sync_orders` (every 3 s) extracts rows changed since its watermark (kept in dataflow's
-  state store), cleans them with pandas and upserts them into the warehouse.
+  state store), cleans them with pandas and upserts them into the warehouse (`write_frame`).
 
 Run it with `python -m dataflow demo`; its databases live in `DEMO_DATA_DIR`
 (default `.dataflow/demo/`).
@@ -65,16 +65,17 @@ class Demo(Workflow):
         state = current_run().state
         assert state is not None
         watermark = state.get("watermark", EPOCH)
-        rows = self.shop.fetch(
+        extract = self.shop.fetch_df(
             "SELECT * FROM orders WHERE updated_at > ? ORDER BY updated_at", (watermark,)
         )
-        if not rows:
+        if extract.empty:
             log.info("nothing new", watermark=watermark)
             return
-        frame = clean(pd.DataFrame(rows))
-        loaded = self._upsert(frame)
-        state.set("watermark", max(row["updated_at"] for row in rows))
-        log.info("orders synced", extracted=len(rows), loaded=loaded, watermark=watermark)
+        # write_frame converts the columns (timestamps become ISO text in SQLite) and upserts
+        # by the key, all rows in one transaction.
+        loaded = self.warehouse.write_frame("orders", clean(extract), mode="upsert", keys="id")
+        state.set("watermark", str(extract["updated_at"].max()))
+        log.info("orders synced", extracted=len(extract), loaded=loaded, watermark=watermark)
 
     def _insert_orders(self, count: int) -> None:
         now = _now()
@@ -86,18 +87,6 @@ class Demo(Workflow):
             "INSERT INTO orders (customer, amount, ordered_at, updated_at) VALUES (?, ?, ?, ?)",
             rows,
         )
-
-    def _upsert(self, frame: pd.DataFrame) -> int:
-        records = list(frame.itertuples(index=False, name=None))
-        with self.warehouse.transaction():
-            self.warehouse.executemany(
-                "INSERT INTO orders (id, customer, amount, ordered_at, loaded_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                " customer = excluded.customer, amount = excluded.amount,"
-                " ordered_at = excluded.ordered_at, loaded_at = excluded.loaded_at",
-                records,
-            )
-        return len(records)
 
 
 def clean(frame: pd.DataFrame) -> pd.DataFrame:
@@ -111,8 +100,6 @@ def clean(frame: pd.DataFrame) -> pd.DataFrame:
         }
     )
     out = out.dropna(subset=["amount"])
-    out["ordered_at"] = out["ordered_at"].map(lambda t: t.isoformat())
-    out["id"] = out["id"].map(int)
     out["loaded_at"] = _now()
     return out
 

@@ -9,13 +9,21 @@ setting the trigger connects with). A workflow that builds its connections elsew
 
 from __future__ import annotations
 
+import inspect
 import sys
 
+import anyio
+
+from dataflow._core import offload
 from dataflow._core.errors import DataflowError
+from dataflow._core.logs import get_logger
 from dataflow._core.settings import require_env
 from dataflow.connection._base import Connection
 from dataflow.triggers.mongo_change_listener import ChangeStreamSpec
 from dataflow.triggers.workflow import Workflow
+
+log = get_logger("dataflow.runtime")
+_CLOSE_TIMEOUT = 5.0  # seconds each connection gets to close at stop
 
 
 def declared_connections(workflow: Workflow) -> dict[str, object]:
@@ -88,3 +96,23 @@ class Unresolved:
 
     def disconnect(self) -> None:
         """Nothing was opened."""
+
+
+async def close_held_connections(workflow: Workflow) -> None:
+    """Disconnect what the workflow holds (at stop); a connection that hangs is left behind."""
+    for name, connection in held_connections(workflow).items():
+        with anyio.move_on_after(_CLOSE_TIMEOUT):
+            try:
+                await _disconnect(connection)
+            except Exception as exc:
+                log.warning("closing a connection failed", connection=name, error=str(exc))
+
+
+async def _disconnect(connection: object) -> None:
+    disconnect = getattr(connection, "disconnect", None)
+    if disconnect is None:
+        return
+    if inspect.iscoroutinefunction(disconnect):
+        await disconnect()
+    else:
+        await offload.run_sync(disconnect, abandon_on_cancel=True)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dataflow._core.errors import StateFileRefused
+from dataflow._core.errors import SettingsError, StateFileRefused
 from dataflow._core.logs import get_logger
 from dataflow._core.settings import Settings
 from dataflow.runtime._statefile import open_state
-from dataflow.state import SqliteStore
+from dataflow.state import PostgresStore, SqliteStore, Store
 from dataflow.state._file import move_state_file
 from dataflow.state._lock import exclusive_lock, lock_path
 from dataflow.state._names import claimed_in_file
@@ -25,11 +25,25 @@ from dataflow.triggers.workflow import Workflow, previous_workflow_name
 log = get_logger("dataflow.runtime")
 
 
+def open_store(workflow_class: type[Workflow], settings: Settings, reset: bool = False) -> Store:
+    """The runtime's store: the PostgreSQL store of DATAFLOW_STATE_URL (a store replicas share;
+    it came after the workflow rename, so no rows wait under a previous name), or else the
+    workflow's state file."""
+    if settings.state_url is not None:
+        if reset:
+            raise SettingsError(
+                "--reset-state sets a broken state file aside; the PostgreSQL store "
+                f"{settings.state_location(workflow_class.workflow_name)} has none: run without it"
+            )
+        return PostgresStore(settings.state_url)
+    return open_workflow_state(workflow_class, settings, reset)
+
+
 def open_workflow_state(
     workflow_class: type[Workflow], settings: Settings, reset: bool = False
 ) -> SqliteStore:
-    """The runtime's store: the state file (`--reset-state`: see `open_state`) with what was
-    saved under the workflow's previous name carried over."""
+    """The workflow's state file (`--reset-state`: see `open_state`) with what was saved under
+    the workflow's previous name carried over."""
     store = open_state(state_file_of(workflow_class, settings), reset=reset)
     try:
         claim_state(store, workflow_class)

@@ -1,31 +1,31 @@
 """One task group owns everything: startup group, then trigger group, then a graceful stop.
 
 startup: every @startup handler concurrently; one failure cancels the rest -> StartupFailed
-triggers: each `await tg.start(trigger.serve)`, so one that cannot start fails at once
+triggers: each `await tg.start(server.serve)`, so one that cannot start fails at once
+    (a server is one trigger, or all cron triggers together: one scheduler)
 stop (first signal): stop firing, give in-flight runs `grace_period`, then cancel them
 stop (second signal): cancel at once
 """
 
 from __future__ import annotations
 
-import inspect
 import signal
 from collections.abc import Callable
+from datetime import datetime
 
 import anyio
 from anyio.abc import TaskStatus
 
-from dataflow._core import offload
 from dataflow._core.clock import Clock, SystemClock, iso
 from dataflow._core.errors import StartupFailed, StateStoreError, TriggerFailed
 from dataflow._core.exports import publish
 from dataflow._core.logs import get_logger
 from dataflow._core.settings import Settings
-from dataflow.runtime._connections import held_connections
+from dataflow.runtime._connections import close_held_connections
 from dataflow.runtime._dispatcher import Dispatcher
 from dataflow.runtime._groups import first_error, unwrap
 from dataflow.runtime._health import MetricsServer, serve_metrics
-from dataflow.runtime._identity import open_workflow_state
+from dataflow.runtime._identity import open_store
 from dataflow.runtime._loopwatch import watch_event_loop
 from dataflow.runtime._metrics import RunMetrics
 from dataflow.runtime._pruner import serve_history_pruning
@@ -33,11 +33,10 @@ from dataflow.runtime._statefile import watch_state_file
 from dataflow.runtime._stopping import wait_out_grace
 from dataflow.runtime._stopwatch import OVERDUE, StopWatch
 from dataflow.state import RunRecord, Store
-from dataflow.triggers.base import Trigger, TriggerContext
+from dataflow.triggers.base import Server, Trigger, TriggerContext, servers
 from dataflow.triggers.workflow import Workflow
 
 log = get_logger("dataflow.runtime")
-_CLOSE_TIMEOUT = 5.0  # seconds each connection gets to close at stop
 
 
 class Runtime:
@@ -63,17 +62,18 @@ class Runtime:
         self.settings = settings or Settings()
         self.clock = clock or SystemClock()
         # A store the caller passes in is used as it is.
-        self.state = state or open_workflow_state(type(workflow), self.settings, reset_state)
+        self.state = state or open_store(type(workflow), self.settings, reset_state)
         limiter = anyio.CapacityLimiter(self.settings.max_worker_threads)
         self.dispatcher = Dispatcher(self.name, self.state, self.clock, limiter)
         self.stopping = anyio.Event()
         self.started = anyio.Event()  # set once every trigger is serving
         self._hard_scope = anyio.CancelScope()
         self._close_scope = anyio.CancelScope()  # closing connections; a second signal ends it
-        # Metrics (own registry per runtime); served over HTTP while running if metrics_port is set.
+        # Metrics (own registry per runtime), served over HTTP with the page if metrics_port.
         self.metrics = RunMetrics(self.name, self.clock.now)
         self.dispatcher.observers.append(self.metrics)
         self.metrics_server: MetricsServer | None = None
+        self.began_at: datetime | None = None
         self._ran = False
         self.stop_watch = StopWatch(self.state, on_stop_overdue)
 
@@ -108,7 +108,7 @@ class Runtime:
                 f"this Runtime of {self.name!r} has already run; create a new Runtime to run "
                 "the workflow again"
             )
-        self._ran = True
+        self._ran, self.began_at = True, self.clock.now()  # began_at: the page's uptime
         triggers = self.workflow.triggers()
         with self.state.hold():
             try:
@@ -138,7 +138,7 @@ class Runtime:
         except StateStoreError as exc:  # the error that ended the run says more; keep it
             log.error("abandoned runs not recorded", error=str(exc))
         with self._close_scope:
-            await self._close_connections()
+            await close_held_connections(self.workflow)
         await self.state.call(self.state.flush)  # group-committed writes: in the file on return
 
     def context(self, interrupted: dict[str, list[RunRecord]] | None = None) -> TriggerContext:
@@ -155,7 +155,7 @@ class Runtime:
     async def _run(self, triggers: list[Trigger]) -> None:
         ctx = self.context(await self._recover_interrupted())
         self.metrics.watch(triggers)
-        async with serve_metrics(self.settings, self.metrics.registry, lambda: self.phase) as srv:
+        async with serve_metrics(self.settings, self.metrics.registry, self) as srv:
             self.metrics_server = srv
             # A state store error in a run's bookkeeping (full disk) ends the runtime too: the
             # CLI shows it as one line naming the state file, not as an exception group.
@@ -178,15 +178,6 @@ class Runtime:
                         [t for t in triggers if not t.runs_before_others], ctx
                     )
             tg.cancel_scope.cancel()
-
-    async def _close_connections(self) -> None:
-        """Disconnect what the workflow holds; a connection that hangs is left behind."""
-        for name, connection in held_connections(self.workflow).items():
-            with anyio.move_on_after(_CLOSE_TIMEOUT):
-                try:
-                    await _disconnect(connection)
-                except Exception as exc:
-                    log.warning("closing a connection failed", connection=name, error=str(exc))
 
     async def _recover_interrupted(self) -> dict[str, list[RunRecord]]:
         """Find runs the previous process left unfinished; their triggers decide what to do."""
@@ -212,29 +203,30 @@ class Runtime:
         async with anyio.create_task_group() as runs:
             self.dispatcher.bind(runs)
             async with anyio.create_task_group() as firing:
-                for trigger in triggers:
+                for server in servers(triggers):  # all cron triggers: one scheduler
                     if self.stopping.is_set():  # stopped while the triggers were starting
                         break
-                    await firing.start(self._serve_one, trigger, ctx)
-                else:
+                    await firing.start(self._serve_one, server, ctx)
+                # A stop during the last one's start ends its start early, as "ready": not running.
+                if not self.stopping.is_set():
                     self.started.set()
                     log.info("workflow running", workflow=self.name, triggers=len(triggers))
             self.dispatcher.bind(None)
 
     async def _serve_one(
-        self, trigger: Trigger, ctx: TriggerContext, *, task_status: TaskStatus[None]
+        self, server: Server, ctx: TriggerContext, *, task_status: TaskStatus[None]
     ) -> None:
-        """Serve one trigger until stopping; wrap its failure so it names the trigger."""
+        """Serve a trigger (or a group) until stopping; its failure names the trigger."""
         ready = False
         try:
             async with anyio.create_task_group() as tg:
-                if trigger.cancel_on_stop:
+                if server.cancel_on_stop:
                     tg.start_soon(_cancel_when_set, self.stopping, tg.cancel_scope)
-                await tg.start(trigger.serve, ctx)
+                await tg.start(server.serve, ctx)
                 ready = True
                 task_status.started()
         except Exception as exc:
-            raise TriggerFailed(trigger.name, unwrap(exc)) from exc
+            raise server.failure(unwrap(exc)) from exc
         if not ready:  # stopped before it was ready: done, not failed (else: RuntimeError,
             task_status.started()  # "child exited without calling task_status.started()")
 
@@ -260,16 +252,6 @@ class Runtime:
 async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
-
-
-async def _disconnect(connection: object) -> None:
-    disconnect = getattr(connection, "disconnect", None)
-    if disconnect is None:
-        return
-    if inspect.iscoroutinefunction(disconnect):
-        await disconnect()
-    else:
-        await offload.run_sync(disconnect, abandon_on_cancel=True)
 
 
 async def run_workflow(

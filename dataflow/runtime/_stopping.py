@@ -17,6 +17,7 @@ from dataflow._core.run import Run
 
 PROGRESS_EVERY = 5.0  # seconds between two rounds of "waiting for run" lines
 NAMED_RUNS = 10  # runs named in one round; the others are counted on one more line
+_OVER = 1e-6  # seconds left that count as none: a clock keeping microseconds cannot sleep less
 
 log = get_logger("dataflow.runtime")
 
@@ -27,7 +28,7 @@ async def wait_out_grace(clock: Clock, grace: float, in_flight: Callable[[], lis
     as the last run is done."""
     deadline = clock.monotonic() + grace
     report_at = clock.monotonic()
-    while (left := deadline - clock.monotonic()) > 0:
+    while (left := deadline - clock.monotonic()) > _OVER:
         if clock.monotonic() >= report_at:
             say_waiting(in_flight(), left, clock.now())
             report_at = clock.monotonic() + PROGRESS_EVERY

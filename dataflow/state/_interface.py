@@ -183,10 +183,14 @@ class Store(Protocol):
         failed_only: bool = False,
         limit: int = 50,
         run_id: str | None = None,
+        status: str | None = None,
+        before: datetime | None = None,
     ) -> list[RunRecord]:
         """Newest first (by start, then by recording order), at most `limit`; `failed_only`:
         failed, timed out, cancelled and interrupted runs only; `run_id`: the runs whose id
-        starts with it (the console shows the first 8 hex digits)."""
+        starts with it (the console shows the first 8 hex digits); `status`: runs with that
+        status only; `before`: runs started before it only (a page read from the start-time
+        index, however long the history)."""
         ...
 
     def runs_by_id(self, run_ids: Sequence[str]) -> list[RunRecord]:

@@ -32,9 +32,17 @@ def select_runs(
     failed_only: bool,
     limit: int,
     run_id: str | None = None,
+    status: str | None = None,
+    before: datetime | None = None,
 ) -> list[RunRecord]:
     """`run_id`: the runs whose (lowercase hex) id starts with it, as the console shows ids."""
-    where = {"workflow=?": workflow, "trigger=?": trigger, "instr(run_id, ?)=1": run_id}
+    where = {
+        "workflow=?": workflow,
+        "trigger=?": trigger,
+        "instr(run_id, ?)=1": run_id,
+        "status=?": status,
+        "started_at<?": None if before is None else iso(before, utc=True),
+    }
     given: dict[str, Any] = {test: value for test, value in where.items() if value is not None}
     sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE {' AND '.join(given)}"
     if failed_only:

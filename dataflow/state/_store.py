@@ -226,9 +226,13 @@ class SqliteStore:
         failed_only: bool = False,
         limit: int = 50,
         run_id: str | None = None,
+        status: str | None = None,
+        before: datetime | None = None,
     ) -> list[RunRecord]:
         with self._cursor() as cur:
-            return history.select_runs(cur, workflow, trigger, failed_only, limit, run_id)
+            return history.select_runs(
+                cur, workflow, trigger, failed_only, limit, run_id, status, before
+            )
 
     def runs_by_id(self, run_ids: Sequence[str]) -> list[RunRecord]:
         """The runs with these ids, in the order given (an id not recorded is left out)."""

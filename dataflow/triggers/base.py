@@ -10,7 +10,7 @@ import inspect
 import json
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -19,7 +19,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from dataflow._core.clock import Clock
-from dataflow._core.errors import SettingsError, WorkflowError
+from dataflow._core.errors import SettingsError, TriggerFailed, WorkflowError
 from dataflow._core.run import Run, RunStatus
 from dataflow.state import RunRecord, Store
 
@@ -139,6 +139,25 @@ class Description:
     next_fires: list[datetime] = field(default_factory=list)  # aware, in the trigger's zone
 
 
+class Server(Protocol):
+    """What the runtime starts: one trigger, or all of a runtime's triggers of a kind that
+    serve together (the cron scheduler)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def cancel_on_stop(self) -> bool: ...
+
+    async def serve(
+        self, ctx: TriggerContext, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None: ...
+
+    def failure(self, error: BaseException) -> BaseException:
+        """The error to end the runtime with when `serve` raised `error`."""
+        ...
+
+
 class Trigger(ABC):
     kind: ClassVar[str]
     # True: the runtime cancels `serve` on the first stop signal (its runs keep their grace).
@@ -157,6 +176,14 @@ class Trigger(ABC):
 
     # True: runs in the startup phase, before any other trigger starts (`@startup`).
     runs_before_others: ClassVar[bool] = False
+
+    @classmethod
+    def serve_together(cls, triggers: Sequence[Trigger]) -> Server | None:
+        """One server for all of a runtime's `triggers` of this kind; None: each serves itself."""
+        return None
+
+    def failure(self, error: BaseException) -> BaseException:
+        return TriggerFailed(self.name, error)
 
     def describe(self) -> str:
         return self.kind
@@ -192,6 +219,23 @@ class Trigger(ABC):
     def stream_stats(self) -> StreamStats | None:
         """Streaming triggers report their counters here; others have none."""
         return None
+
+
+def servers(triggers: Sequence[Trigger]) -> list[Server]:
+    """What the runtime starts, in order: kinds that serve together get one server, where
+    their first trigger stands; every other trigger serves itself."""
+    kinds: dict[type[Trigger], list[Trigger]] = {}
+    for trigger in triggers:
+        kinds.setdefault(type(trigger), []).append(trigger)
+    together = {kind: kind.serve_together(group) for kind, group in kinds.items()}
+    found: list[Server] = []
+    for trigger in triggers:
+        server = together[type(trigger)]
+        if server is None:
+            found.append(trigger)
+        elif kinds.pop(type(trigger), None) is not None:  # its kind's first trigger
+            found.append(server)
+    return found
 
 
 @dataclass(frozen=True, kw_only=True)

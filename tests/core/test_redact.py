@@ -5,11 +5,18 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 import structlog
 
 from dataflow._cli.tables import print_json
 from dataflow._core.logs import configure_logging, get_logger
-from dataflow._core.redact import redact_text, redact_url, register_secret, url_password
+from dataflow._core.redact import (
+    redact_text,
+    redact_url,
+    register_secret,
+    register_url,
+    url_password,
+)
 
 
 def test_a_non_ascii_or_quoted_password_is_masked_in_json_logs() -> None:
@@ -57,3 +64,20 @@ def test_urls_with_unescaped_special_characters_are_read_without_urllib() -> Non
     url = "mongodb://etl:Xq7/Kp?w#1@db.internal:27017/shop"
     assert url_password(url) == "Xq7/Kp?w#1"
     assert redact_url(url) == "mongodb://etl:***@db.internal:27017/shop"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app@db/flows?password=Xq7Kpw9z",
+        "postgresql://app@db/flows?sslmode=require&password=Xq7Kpw9z#frag",
+        "postgresql://db/flows?user=app&sslpassword=Xq7Kpw9z",
+        "postgresql://db/flows?PASSWORD=Xq7Kpw9z&user=app",
+    ],
+)
+def test_a_password_in_a_url_query_is_masked_and_registered(url: str) -> None:
+    """libpq takes `?password=`: the URL shown has `***`, and the registered secret is hidden
+    in any text (a driver's error quoting it bare)."""
+    assert "Xq7Kpw9z" not in redact_url(url) and "=***" in redact_url(url)
+    register_url(url)
+    assert redact_text("server said: bad password Xq7Kpw9z") == "server said: bad password ***"

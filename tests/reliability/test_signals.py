@@ -137,7 +137,28 @@ class SlowClose(Workflow):
 """
 
 MANY = """
+from dataclasses import dataclass
+
+import anyio
+
 from dataflow import Workflow, cronjob
+from dataflow.triggers.base import Trigger, TriggerSpec, attach_spec
+
+
+class SlowStart(Trigger):
+    kind = "slow_start"
+
+    async def serve(self, ctx, *, task_status=anyio.TASK_STATUS_IGNORED):
+        await anyio.sleep(600)  # a source that takes long to answer: the start waits for it
+        task_status.started()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlowStartSpec(TriggerSpec):
+    kind = "slow_start"
+
+    def build(self, handler):
+        return SlowStart(self.trigger_name, handler)
 
 
 def yearly(i):
@@ -146,8 +167,13 @@ def yearly(i):
     return cronjob("0 0 1 1 *", name=f"t{i:04d}")(handler)
 
 
+def slow(self):
+    pass
+
+
 Many = type("Many", (Workflow,), {"__module__": __name__,
-                                  **{f"t{i:04d}": yearly(i) for i in range(2000)}})
+                                  **{f"t{i:04d}": yearly(i) for i in range(2000)},
+                                  "slow": attach_spec(slow, SlowStartSpec())})
 """
 
 IMPORTING = """
@@ -327,8 +353,8 @@ def test_a_second_signal_while_connections_close(
 
 @pytest.mark.parametrize(("backend", "sig"), [BOTH[1], BOTH[2]])
 def test_signal_while_the_triggers_start(tmp_path: Path, backend: str, sig: signal.Signals) -> None:
-    """2,000 triggers take a second to start, one after another; a signal meanwhile stops the
-    start there: exit 0 at once, no traceback, and no "workflow running"."""
+    """2,000 cron triggers and one whose source takes long to answer: a signal while they
+    start stops the start there: exit 0 at once, no traceback, and no "workflow running"."""
     with started_process(tmp_path, "many", MANY, backend) as process:
         process.wait_for("workflow starting")
         result = process.stop(sig)

@@ -101,3 +101,18 @@ async def test_a_stop_with_no_run_in_flight_names_none(tmp_path: Path) -> None:
             pass
     assert any(e["event"] == "workflow stopped" for e in logs)
     assert waiting(logs) == []
+
+
+@pytest.mark.parametrize(("offset", "grace"), [(1.8984972911602638, 7.5), (0.1234567891, 30.0)])
+async def test_the_grace_ends_on_a_fake_clock_whatever_its_rounding(
+    offset: float, grace: float
+) -> None:
+    """A monotonic time that is not a whole microsecond once left the grace a fraction of a
+    microsecond short for ever (autojump advancing by nothing): it ends."""
+    from dataflow.runtime._stopping import wait_out_grace
+
+    clock = FakeClock(START)
+    clock.advance(offset)
+    async with clock.autojump():
+        with anyio.fail_after(5):
+            await wait_out_grace(clock, grace, list)

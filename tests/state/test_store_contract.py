@@ -63,8 +63,8 @@ def test_state_items_show_last_fires_and_positions_in_order(store: Store) -> Non
 def test_a_claimed_fire_is_the_last_fire_as_an_aware_time(store: Store) -> None:
     """Claiming returns True (this process has it) and the fire time comes back as the same
     instant, aware, whatever its zone (the second pass of a repeated hour included: compared in
-    UTC, since PEP 495 makes such a time unequal to any other zone's); a later claim replaces
-    it, per workflow and trigger."""
+    UTC, since PEP 495 makes such a time unequal to any other zone's); a claim of a later fire
+    replaces it, per workflow and trigger."""
     assert store.last_fire("w", "t") is None
     local = datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=BERLIN)  # the repeated hour's 2nd pass
     assert store.claim_fire("w", "t", local) is True
@@ -73,8 +73,9 @@ def test_a_claimed_fire_is_the_last_fire_as_an_aware_time(store: Store) -> None:
     assert (
         found.astimezone(UTC) == local.astimezone(UTC) == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
     )
-    assert store.claim_fire("w", "t", T0) is True
-    assert store.last_fire("w", "t") == T0
+    later = datetime(2026, 10, 26, 9, 0, tzinfo=UTC)
+    assert store.claim_fire("w", "t", later) is True
+    assert store.last_fire("w", "t") == later
     assert store.last_fire("v", "t") is None and store.last_fire("w", "u") is None
 
 

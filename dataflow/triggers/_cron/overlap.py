@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
+from typing import Any
 
 import anyio
 
@@ -23,15 +23,21 @@ class Overlap(StrEnum):
     ALLOW = "allow"  # run concurrently
 
 
-class OverlapGate:
-    """Starts runs for one trigger under its overlap policy. `serve()` drains queued fires."""
+Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], object]
 
-    def __init__(self, policy: Overlap, runner: Runner) -> None:
+
+class OverlapGate:
+    """Starts runs for one trigger under its overlap policy. Queued fires are drained by a task
+    that `spawn` starts when the first one is queued and that ends once none is left, so an
+    idle trigger holds no task."""
+
+    def __init__(self, policy: Overlap, runner: Runner, spawn: Spawn) -> None:
         self.policy = policy
         self.runner = runner
         self.active: list[RunHandle] = []
         self.pending: deque[RunRequest] = deque()
-        self._wake = anyio.Event()
+        self._spawn = spawn
+        self._draining = False
 
     def busy(self) -> bool:
         self.active = [h for h in self.active if not h.finished.is_set()]
@@ -49,7 +55,9 @@ class OverlapGate:
             if self.policy is Overlap.QUEUE_ONE and self.pending:
                 await self.runner.record_skipped(self.pending.pop(), "replaced by a newer fire")
             self.pending.append(request)
-            self._wake.set()
+            if not self._draining:
+                self._draining = True
+                self._spawn(self._drain)
 
     def _start(self, request: RunRequest) -> None:
         self.busy()  # drops finished handles: `allow` never asks, and would keep them all
@@ -69,27 +77,16 @@ class OverlapGate:
                 await handle.finished.wait()
             await anyio.lowlevel.checkpoint()
 
-    @asynccontextmanager
-    async def draining(self) -> AsyncIterator[None]:
-        """While the block runs, start queued fires; only queueing policies need a task."""
-        if self.policy not in (Overlap.QUEUE_ONE, Overlap.QUEUE_ALL):
-            yield
-            return
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self.serve)
-            yield
-            tg.cancel_scope.cancel()
-
-    async def serve(self) -> None:
+    async def _drain(self) -> None:
         """Start queued fires one after another, each once the runs before it finished."""
-        while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
+        try:
             while self.pending:
                 for handle in self.active:
                     await handle.finished.wait()
                 if self.pending:  # a newer fire may have replaced it (queue_one) meanwhile
                     self._start(self.pending.popleft())
+        finally:
+            self._draining = False
 
     async def drop_pending(self, reason: str) -> None:
         while self.pending:

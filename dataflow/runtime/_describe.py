@@ -1,4 +1,5 @@
-"""What the inspection commands show, gathered without starting or connecting anything.
+"""What the inspection commands and the status page show, gathered without starting or
+connecting anything: the CLI's `--json` output and the HTTP API build the same shapes here.
 
 `describe_triggers` builds each trigger from the workflow *class* (no instance, so a workflow
 whose `__init__` opens connections is not run) and reads positions from the state file, if
@@ -10,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dataflow.state import RunRecord, SqliteStore, Store
+from dataflow._core.redact import redact_text
+from dataflow.state import DeadLetter, RunRecord, SqliteStore, Store
 from dataflow.triggers._changestream.policy import TOKEN_KEY
 from dataflow.triggers._cron.trigger import LAST_FIRE
 from dataflow.triggers.workflow import DeclaredTrigger, Workflow
@@ -147,3 +150,34 @@ def run_json(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
         "elapsed": None if now is None else run_elapsed(run, now),
         "error_summary": error_summary(run.error) or None,
     }
+
+
+def letter_json(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "trigger": letter.trigger,
+        "created_at": letter.created_at,
+        "error": letter.error,
+        "error_summary": error_summary(letter.error),
+        "payload": letter.payload,
+        "retried_at": letter.retried_at,
+        "retry_status": letter.retry_status,
+    }
+
+
+def masked(value: Any) -> Any:
+    """`value` with every secret in its strings masked, value by value: in JSON text a secret
+    may be escaped (`\\u00e4`, `\\"`), and masking the text could cut through its syntax."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {key: masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked(item) for item in value]
+    return value
+
+
+def json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,93 @@
+"""The runtime's HTTP routes: health, Prometheus metrics, the status page and its JSON API.
+
+GET  /healthz                        200 while the triggers serve, else 503 (starting, stopping)
+GET  /metrics                        Prometheus text (or OpenMetrics, by Accept)
+GET  /                               the status page
+GET  /api/workflow | /api/triggers | /api/runs | /api/runs/{id} | /api/dead-letters
+POST /api/triggers/{name}/run, /api/dead-letters/{id}/retry, /login   (with a token only)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from anyio.abc import TaskGroup
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from dataflow._core.errors import HttpRequestRefused
+from dataflow.runtime._web import _actions, _api
+from dataflow.runtime._web._api import Served
+from dataflow.runtime._web._page import render_page
+from dataflow.runtime._web._server import Request, Response
+
+READY_PHASE: Final = "running"
+Route = Callable[[Request, list[str]], Awaitable[Response]]
+
+
+class StatusApp:
+    """Answers one request; `closing` turns /healthz to 503 before the server stops."""
+
+    def __init__(self, served: Served, registry: CollectorRegistry) -> None:
+        self.served = served
+        self.registry = registry
+        self.closing = False
+        self.background: TaskGroup | None = None  # where dead-letter retries are awaited
+
+    async def __call__(self, request: Request) -> Response:
+        parts = [part for part in request.path.split("/") if part]
+        try:
+            return await self._route(request, parts)
+        except HttpRequestRefused as error:
+            return _api.error_response(error)
+
+    async def _route(self, request: Request, parts: list[str]) -> Response:
+        if request.method == "POST":
+            return await self._post(request, parts)
+        if request.method != "GET":
+            raise HttpRequestRefused(405, f"method {request.method} is not allowed here")
+        if parts == ["healthz"]:
+            return self._health()
+        if parts == ["metrics"]:
+            encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+            return Response(200, encoder(self.registry), content_type)
+        if not parts:
+            actions = self.served.settings.http_token is not None
+            html = render_page(self.served.name, actions, _actions.authorised(self.served, request))
+            return Response(200, html, "text/html; charset=utf-8")
+        if parts[0] == "api":
+            return _api.json_response(await self._read(request, parts[1:]))
+        raise HttpRequestRefused(404, "not found: try /, /metrics, /healthz or /api/workflow")
+
+    async def _read(self, request: Request, parts: list[str]) -> object:
+        served = self.served
+        if parts == ["workflow"]:
+            return await _api.workflow_info(served)
+        if parts == ["triggers"]:
+            return await _api.triggers_info(served)
+        if parts == ["runs"]:
+            return await _api.runs_page(served, request)
+        if len(parts) == 2 and parts[0] == "runs":
+            return await _api.one_run(served, parts[1])
+        if parts == ["dead-letters"]:
+            return await _api.dead_letters(served, request)
+        raise HttpRequestRefused(404, f"no API route /api/{'/'.join(parts)}: see docs/api.md")
+
+    async def _post(self, request: Request, parts: list[str]) -> Response:
+        if parts == ["login"]:
+            return _actions.login(self.served, request)
+        _actions.require_token(self.served, request)
+        if len(parts) == 4 and parts[:2] == ["api", "triggers"] and parts[3] == "run":
+            return _api.json_response(await _actions.run_now(self.served, parts[2]), 202)
+        if len(parts) == 4 and parts[:2] == ["api", "dead-letters"] and parts[3] == "retry":
+            assert self.background is not None
+            found = await _actions.retry_letter(self.served, parts[2], self.background)
+            return _api.json_response(found, 202)
+        raise HttpRequestRefused(404, "no such action: see docs/api.md")
+
+    def _health(self) -> Response:
+        phase = "stopping" if self.closing else self.served.phase
+        body = json.dumps({"status": phase}).encode() + b"\n"
+        return Response(200 if phase == READY_PHASE else 503, body, "application/json")
