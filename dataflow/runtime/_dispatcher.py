@@ -129,7 +129,8 @@ class Dispatcher:
             self.book.started(run, batched=request.batched)
             token = set_current_run(run)
             try:
-                with self.book.executing(run), thread_deadline(run, request.policy.timeout):
+                deadline = thread_deadline(run, request.policy.timeout)
+                with self.book.executing(run, request.batched), deadline:
                     error = call_sync(request.handler, request.args)
             finally:
                 reset_current_run(token)

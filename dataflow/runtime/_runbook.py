@@ -41,7 +41,7 @@ class RunBook:
         self.state = state
         self.clock = clock
         self.observers: list[RunObserver] = []  # metrics and the like; called on each run
-        self._executing: dict[str, Run] = {}  # in-thread runs whose handler has not returned
+        self._executing: dict[str, tuple[Run, bool]] = {}  # in-thread runs, not returned yet
         self._in_flight: dict[str, Run] = {}  # runs started and not yet finished
         self._lock = threading.Lock()
 
@@ -114,9 +114,9 @@ class RunBook:
             runs = list(self._in_flight.values())
         return sorted(runs, key=lambda run: run.started_at)
 
-    def executing(self, run: Run) -> AbstractContextManager[None]:
+    def executing(self, run: Run, batched: bool = False) -> AbstractContextManager[None]:
         """Around a handler running inline in a thread the loop cannot cancel (change streams)."""
-        return _Executing(self._executing, self._lock, run)
+        return _Executing(self._executing, self._lock, run, batched)
 
     def cancel_stuck(self) -> None:
         """At the runtime's end: an in-thread handler that never returned after its cancel (it
@@ -124,11 +124,11 @@ class RunBook:
         `running` in the state file; record it cancelled while the store is still open."""
         with self._lock:
             stuck = list(self._executing.values())
-        for run in stuck:
+        for run, batched in stuck:  # batched: its start was not recorded, `finished` does it
             with bound_contextvars(workflow=self.workflow, trigger=run.trigger, run_id=run.run_id):
                 log.warning("run abandoned: its handler did not return after the cancel")
                 error = RuntimeError("cancelled at shutdown; the handler did not return")
-                self.finished(run, RunOutcome(RunStatus.CANCELLED, error))
+                self.finished(run, RunOutcome(RunStatus.CANCELLED, error), batched=batched)
 
     def skipped(self, request: RunRequest, reason: str) -> None:
         now, run_id = self.clock.now(), uuid.uuid4().hex
@@ -170,12 +170,14 @@ def thread_deadline(run: Run, timeout: float | None) -> AbstractContextManager[N
 class _Executing:
     """`RunBook.executing`: a class, not a generator, as it is entered once per change event."""
 
-    def __init__(self, runs: dict[str, Run], lock: threading.Lock, run: Run) -> None:
-        self.runs, self.lock, self.run = runs, lock, run
+    def __init__(
+        self, runs: dict[str, tuple[Run, bool]], lock: threading.Lock, run: Run, batched: bool
+    ) -> None:
+        self.runs, self.lock, self.run, self.batched = runs, lock, run, batched
 
     def __enter__(self) -> None:
         with self.lock:
-            self.runs[self.run.run_id] = self.run
+            self.runs[self.run.run_id] = (self.run, self.batched)
 
     def __exit__(self, *exc: object) -> None:
         with self.lock:
