@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -129,6 +130,7 @@ def show_history(runs: Sequence[RunRecord], *, as_json: bool, now: datetime | No
 def _run_row(run: RunRecord, now: datetime | None) -> list[str]:
     notes = ["backfill"] if run.backfill else []
     notes += [f"attempt {run.attempt}"] if run.attempt != 1 else []
+    notes += [f"{run.events:,} events"] if run.events is not None else []
     status = f"{run.status} ({', '.join(notes)})" if notes else run.status
     elapsed = None if now is None else run_elapsed(run, now)
     return [
@@ -138,8 +140,25 @@ def _run_row(run: RunRecord, now: datetime | None) -> list[str]:
         utc_time(run.started_at),
         duration(run_duration(run)) if elapsed is None else f"{duration(elapsed)} so far",
         status,
-        error_summary(run.error) or "-",
+        error_summary(run.error) or _positions(run) or "-",
     ]
+
+
+def _positions(run: RunRecord) -> str:
+    """A batch of change events: its first and last position, as the start of their resume
+    tokens (`82` + the event's cluster time in hex: where it is in the oplog)."""
+    if run.events is None:
+        return ""
+    return f"{_position(run.first_position)} .. {_position(run.last_position)}"
+
+
+def _position(text: str | None) -> str:
+    try:
+        token = json.loads(text or "null")
+    except ValueError:
+        token = text
+    shown = token.get("_data", token) if isinstance(token, dict) else token
+    return "?" if shown is None else str(shown)[:18]
 
 
 def show_dead_letters(letters: Sequence[DeadLetter], *, as_json: bool) -> None:

@@ -52,4 +52,4 @@ def call_sync(handler: Callable[..., Any], args: tuple[Any, ...]) -> BaseExcepti
         result = handler(*args)
     except BaseException as exc:  # SystemExit, KeyboardInterrupt included: the run failed
         return exc
-    return misdeclared(handler, result)
+    return None if result is None else misdeclared(handler, result)

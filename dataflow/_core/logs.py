@@ -240,3 +240,10 @@ def _escape_line(_: Any, __: str, line: Any) -> Any:
 
 def get_logger(name: str = "dataflow") -> Any:
     return structlog.get_logger(name)
+
+
+def debug_enabled() -> bool:
+    """Whether a debug line would be written: code that logs once per change event asks first
+    (a call filtered out still binds a logger, some microseconds each)."""
+    check = getattr(structlog.get_config()["wrapper_class"], "is_enabled_for", None)
+    return True if check is None else bool(check(None, logging.DEBUG))

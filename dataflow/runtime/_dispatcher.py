@@ -15,7 +15,7 @@ from functools import partial
 
 import anyio
 from anyio.abc import TaskGroup
-from structlog.contextvars import bound_contextvars
+from structlog.contextvars import bind_contextvars, bound_contextvars, reset_contextvars
 
 from dataflow._core import offload
 from dataflow._core.clock import Clock
@@ -124,11 +124,14 @@ class Dispatcher:
         self, request: RunRequest, attempt: int, cancel: threading.Event | None
     ) -> RunOutcome:
         run = self.book.new_run(request, attempt, cancel)
-        with bound_contextvars(workflow=self.workflow, trigger=request.trigger, run_id=run.run_id):
-            self.book.started(run)
+        # bind/reset, not `bound_contextvars` (a generator): this runs once per change event
+        bound = bind_contextvars(workflow=self.workflow, trigger=request.trigger, run_id=run.run_id)
+        try:
+            self.book.started(run, batched=request.batched)
             token = set_current_run(run)
             try:
-                with self.book.executing(run), thread_deadline(run, request.policy.timeout):
+                deadline = thread_deadline(run, request.policy.timeout)
+                with self.book.executing(run, request.batched), deadline:
                     error = call_sync(request.handler, request.args)
             finally:
                 reset_current_run(token)
@@ -136,7 +139,9 @@ class Dispatcher:
                 outcome = failed(run, error)
             else:  # a stop reaching the handler through the loop is the run's cancel
                 outcome = completed(run, request.policy.timeout)
-            self.book.finished(run, outcome)
+            self.book.finished(run, outcome, batched=request.batched)
+        finally:
+            reset_contextvars(**bound)
         return outcome
 
     async def record_skipped(
@@ -154,8 +159,12 @@ class Dispatcher:
             # Start and end are recorded whatever happens: a stop landing while one of them waits
             # for a worker thread (many do, under load) would leave the run `running` for ever,
             # or its fire without any record.
+            batched = request.batched
             with anyio.CancelScope(shield=True):
-                await offload.run_sync(partial(self.book.started, run))
+                if batched:  # nothing to write (see RunBook.started): no thread hop per event
+                    self.book.started(run, batched=True)
+                else:
+                    await offload.run_sync(partial(self.book.started, run))
             try:
                 await anyio.lowlevel.checkpoint_if_cancelled()  # cancelled meanwhile: do not run
                 outcome = await self._call_handler(run, request)
@@ -163,11 +172,17 @@ class Dispatcher:
                 run.request_cancel()
                 with anyio.CancelScope(shield=True):
                     cancelled = RunOutcome(RunStatus.CANCELLED)
-                    await offload.run_sync(partial(self.book.finished, run, cancelled))
+                    await self._finish(run, cancelled, batched)
                 raise
             with anyio.CancelScope(shield=True):
-                await offload.run_sync(partial(self.book.finished, run, outcome))
+                await self._finish(run, outcome, batched)
         return outcome
+
+    async def _finish(self, run: Run, outcome: RunOutcome, batched: bool) -> None:
+        if batched and outcome.status is RunStatus.SUCCEEDED:  # counted, not written
+            self.book.finished(run, outcome, batched=True)
+            return
+        await offload.run_sync(partial(self.book.finished, run, outcome, batched=batched))
 
     async def _call_handler(self, run: Run, request: RunRequest) -> RunOutcome:
         """Whatever the handler raises fails the run; only the loop's cancellation (the

@@ -143,6 +143,7 @@ class Runtime:
         await self.presence.leave()
         with self._close_scope:
             await close_held_connections(self.workflow)
+        await self.state.call(self.state.flush)  # group-committed writes: in the file on return
 
     def context(self, interrupted: dict[str, list[RunRecord]] | None = None) -> TriggerContext:
         """What triggers get from this runtime: clock, state, runner, the stop signal."""

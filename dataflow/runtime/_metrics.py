@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -54,6 +54,7 @@ class RunMetrics:
         )
         self.in_flight = InFlightCollector(workflow)
         self.registry.register(self.in_flight)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.streams = StreamCollector(workflow, now)
         self.registry.register(self.streams)
 
@@ -73,12 +74,21 @@ class RunMetrics:
         self.in_flight.running[run.trigger] = self.in_flight.running.get(run.trigger, 0) + 1
         if run.scheduled_at is not None and run.attempt == 1:
             lag = (run.started_at - run.scheduled_at).total_seconds()
-            self.fire_lag.labels(self.workflow, run.trigger).observe(max(lag, 0.0))
+            self._child(self.fire_lag, run.trigger).observe(max(lag, 0.0))
 
     def run_finished(self, run: Run, status: RunStatus, duration: float) -> None:
         self.in_flight.finished(run.trigger)
-        self.runs.labels(self.workflow, run.trigger, status.value).inc()
-        self.duration.labels(self.workflow, run.trigger).observe(duration)
+        self._child(self.runs, run.trigger, status.value).inc()
+        self._child(self.duration, run.trigger).observe(duration)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(workflow, *labels)`, kept: a change stream asks once per event, and
+        `labels()` validates and hashes its arguments each time."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(self.workflow, *labels)
+        return child
 
     def run_skipped(self, trigger: str) -> None:
         self.runs.labels(self.workflow, trigger, RunStatus.SKIPPED.value).inc()

@@ -6,16 +6,17 @@ path (change streams) calls them directly.
 
 from __future__ import annotations
 
+import random
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from structlog.contextvars import bound_contextvars
 
 from dataflow._core.clock import Clock, iso
-from dataflow._core.logs import error_text, escape_surrogates, get_logger
+from dataflow._core.logs import debug_enabled, error_text, escape_surrogates, get_logger
 from dataflow._core.redact import redact_text
 from dataflow._core.run import Run, RunStatus, TriggerState
 from dataflow._core.watchdog import watchdog
@@ -42,7 +43,7 @@ class RunBook:
         self.state = state
         self.clock = clock
         self.observers: list[RunObserver] = []  # metrics and the like; called on each run
-        self._executing: dict[str, Run] = {}  # in-thread runs whose handler has not returned
+        self._executing: dict[str, tuple[Run, bool]] = {}  # in-thread runs, not returned yet
         self._in_flight: dict[str, Run] = {}  # runs started and not yet finished
         self._lock = threading.Lock()
 
@@ -50,7 +51,8 @@ class RunBook:
         self, request: RunRequest, attempt: int, cancel: threading.Event | None = None
     ) -> Run:
         return Run(
-            run_id=uuid.uuid4().hex,
+            # a change event's run: an id from `random` (uuid4 reads the OS per call: dear)
+            run_id=f"{random.getrandbits(128):032x}" if request.batched else uuid.uuid4().hex,
             workflow=self.workflow,
             trigger=request.trigger,
             scheduled_at=request.scheduled_at,
@@ -62,7 +64,42 @@ class RunBook:
             _cancel_requested=threading.Event() if cancel is None else _CancelFlag(cancel),
         )
 
-    def started(self, run: Run) -> None:
+    def started(self, run: Run, *, batched: bool = False) -> None:
+        """`batched`: a change event's run, recorded only if it does not succeed (its success
+        is counted in its trigger's batch row), and logged at debug."""
+        if not batched:  # durable before the handler runs: cut off, it shows `interrupted`
+            self._record_start(run)
+            self.state.flush()
+        with self._lock:
+            self._in_flight[run.run_id] = run
+        if not batched or debug_enabled():
+            extra = {"backfill": True} if run.backfill else {}
+            (log.debug if batched else log.info)(
+                "run started", scheduled_at=iso(run.scheduled_at), attempt=run.attempt, **extra
+            )
+        for observer in self.observers:
+            observer.run_started(run)
+
+    def finished(self, run: Run, outcome: RunOutcome, *, batched: bool = False) -> None:
+        ended_at = self.clock.now()
+        with self._lock:
+            self._in_flight.pop(run.run_id, None)
+        quiet = batched and outcome.status is RunStatus.SUCCEEDED
+        if not quiet:
+            if batched:  # a failure (or cancel) of a change event: recorded as any run is
+                self._record_start(run)
+            # A traceback shows source lines: one may hold a connection URI with its password.
+            error = None if outcome.error is None else redact_text(error_text(outcome.error))
+            self.state.record_run_end(run.run_id, outcome.status, ended_at, error)
+        seconds = (ended_at - run.started_at).total_seconds()
+        if not quiet or debug_enabled():
+            (log.debug if quiet else log.info)(
+                "run finished", status=outcome.status.value, duration=seconds
+            )
+        for observer in self.observers:
+            observer.run_finished(run, outcome.status, seconds)
+
+    def _record_start(self, run: Run) -> None:
         self.state.record_run_start(
             run.run_id,
             self.workflow,
@@ -72,24 +109,6 @@ class RunBook:
             run.attempt,
             backfill=run.backfill,
         )
-        with self._lock:
-            self._in_flight[run.run_id] = run
-        extra = {"backfill": True} if run.backfill else {}
-        log.info("run started", scheduled_at=iso(run.scheduled_at), attempt=run.attempt, **extra)
-        for observer in self.observers:
-            observer.run_started(run)
-
-    def finished(self, run: Run, outcome: RunOutcome) -> None:
-        # A traceback shows source lines: one may hold a connection URI with its password.
-        error = None if outcome.error is None else redact_text(error_text(outcome.error))
-        ended_at = self.clock.now()
-        with self._lock:
-            self._in_flight.pop(run.run_id, None)
-        self.state.record_run_end(run.run_id, outcome.status, ended_at, error)
-        seconds = (ended_at - run.started_at).total_seconds()
-        log.info("run finished", status=outcome.status.value, duration=seconds)
-        for observer in self.observers:
-            observer.run_finished(run, outcome.status, seconds)
 
     def in_flight(self) -> list[Run]:
         """Runs started and not finished (however they execute), the longest-running first."""
@@ -97,16 +116,9 @@ class RunBook:
             runs = list(self._in_flight.values())
         return sorted(runs, key=lambda run: run.started_at)
 
-    @contextmanager
-    def executing(self, run: Run) -> Iterator[None]:
+    def executing(self, run: Run, batched: bool = False) -> AbstractContextManager[None]:
         """Around a handler running inline in a thread the loop cannot cancel (change streams)."""
-        with self._lock:
-            self._executing[run.run_id] = run
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._executing.pop(run.run_id, None)
+        return _Executing(self._executing, self._lock, run, batched)
 
     def cancel_stuck(self) -> None:
         """At the runtime's end: an in-thread handler that never returned after its cancel (it
@@ -114,11 +126,11 @@ class RunBook:
         `running` in the state file; record it cancelled while the store is still open."""
         with self._lock:
             stuck = list(self._executing.values())
-        for run in stuck:
+        for run, batched in stuck:  # batched: its start was not recorded, `finished` does it
             with bound_contextvars(workflow=self.workflow, trigger=run.trigger, run_id=run.run_id):
                 log.warning("run abandoned: its handler did not return after the cancel")
                 error = RuntimeError("cancelled at shutdown; the handler did not return")
-                self.finished(run, RunOutcome(RunStatus.CANCELLED, error))
+                self.finished(run, RunOutcome(RunStatus.CANCELLED, error), batched=batched)
 
     def skipped(
         self, request: RunRequest, reason: str, ledger: Sequence[FireEntry] | None = None
@@ -165,12 +177,39 @@ def thread_deadline(run: Run, timeout: float | None) -> AbstractContextManager[N
     return watchdog(timeout, run.expire)
 
 
-class _CancelFlag(threading.Event):
-    """A run's cancel flag that also reads as set once `parent` (a trigger's hard stop) is."""
+class _Executing:
+    """`RunBook.executing`: a class, not a generator, as it is entered once per change event."""
 
-    def __init__(self, parent: threading.Event) -> None:
-        super().__init__()
+    def __init__(
+        self, runs: dict[str, tuple[Run, bool]], lock: threading.Lock, run: Run, batched: bool
+    ) -> None:
+        self.runs, self.lock, self.run, self.batched = runs, lock, run, batched
+
+    def __enter__(self) -> None:
+        with self.lock:
+            self.runs[self.run.run_id] = (self.run, self.batched)
+
+    def __exit__(self, *exc: object) -> None:
+        with self.lock:
+            self.runs.pop(self.run.run_id, None)
+
+
+class _CancelFlag(threading.Event):
+    """A run's cancel flag that also reads as set once `parent` (a trigger's hard stop) is.
+
+    A run only sets and reads its flag (never waits on it), so this keeps a plain bool and no
+    Event of its own: one is made per change event, and an Event's lock and condition cost
+    more than the rest of the run's bookkeeping."""
+
+    def __init__(self, parent: threading.Event) -> None:  # no super().__init__(): see above
         self._parent = parent
+        self._own = False
 
     def is_set(self) -> bool:
-        return super().is_set() or self._parent.is_set()
+        return self._own or self._parent.is_set()
+
+    def set(self) -> None:
+        self._own = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        raise NotImplementedError("a run's cancel flag is read, never waited on")

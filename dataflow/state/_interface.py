@@ -7,9 +7,10 @@ ledger with a unique key, change-stream leases fenced by a term) can implement t
 Durability: each method says which writes must be durable when it returns (a fire's claim: a
 crash after the return must not run the fire again) and which a store may batch into a later
 commit (run records, stream positions: a crash loses at most the last moments of them, which
-the at-least-once promise already allows). The SQLite store makes every write durable in the
-order it is made; batching (group commit) is a later step that this contract already permits.
-Methods block: async callers go through `call()`, which runs them in a worker thread.
+the at-least-once promise already allows). Writes reach the store in the order they are made
+(a durable write makes every write before it durable too), and reads see every write made
+before them. The SQLite store group-commits the writes that may wait. Methods block: async
+callers go through `call()`, which runs them in a worker thread.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ class RunRecord:
     error: str | None
     backfill: bool = False  # a past fire run again by `trigger --from/--to` (schema 3)
     replica: str | None = None  # the replica that ran it (schema 5; PostgreSQL schema 2)
+    # A batch of change events handled (schema 7; PostgreSQL schema 4): one row for them all,
+    # not one per event.
+    events: int | None = None  # how many events; None: a run of its own
+    first_position: str | None = None  # the first event's resume token (Extended JSON)
+    last_position: str | None = None  # the position saved after the last one
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,10 @@ class Store(Protocol):
         """Write out anything batched and release the store."""
         ...
 
+    def flush(self) -> None:
+        """Make every write made so far durable now (cheap when nothing is batched)."""
+        ...
+
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run one of this store's blocking methods (or a function using them) in a thread."""
         ...
@@ -136,7 +146,7 @@ class Store(Protocol):
         ...
 
     def load_position(self, workflow: str, trigger: str, key: str) -> str | None:
-        """The position `save_position` saved last (as committed), or None."""
+        """The position `save_position` saved last, or None."""
         ...
 
     # -- trigger values (`current_run().state`) -------------------------------------------
@@ -176,6 +186,20 @@ class Store(Protocol):
     ) -> None:
         """A run ended with `status`. May be batched, like `record_run_start`; a record lost
         in a crash shows as `interrupted` after the restart."""
+        ...
+
+    def record_batch_end(
+        self,
+        run_id: str,
+        ended_at: datetime,
+        events: int,
+        first_position: str | None,
+        last_position: str | None,
+    ) -> None:
+        """A batch of change events ended, all `events` handled: the run `record_run_start`
+        began for it becomes one `succeeded` history row with its count and first and last
+        positions. May be batched, like `record_run_end` (a batch cut by a crash shows as
+        `interrupted`)."""
         ...
 
     def runs(

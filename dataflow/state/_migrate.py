@@ -66,6 +66,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX IF NOT EXISTS fires_by_time ON fires (workflow, fire_at);
     """,
+    # 7: a change stream's events handled in a row are one history row (a batch) with their
+    # count and first and last positions, not one row each; runs before were runs of their own.
+    """
+    ALTER TABLE runs ADD COLUMN events INTEGER;
+    ALTER TABLE runs ADD COLUMN first_position TEXT;
+    ALTER TABLE runs ADD COLUMN last_position TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -84,6 +91,9 @@ COLUMNS = {
         "error",
         "backfill",
         "replica",
+        "events",
+        "first_position",
+        "last_position",
     },
     "dead_letters": {
         "id",

@@ -43,7 +43,7 @@ def is_postgres_url(location: str) -> bool:
     return location.split("://", 1)[0].lower() in ("postgresql", "postgres")
 
 
-class PostgresStore(SharedMethods, ledger.PostgresFireLedger):
+class PostgresStore(SharedMethods, ledger.PostgresFireLedger, history.BatchWrites):
     """Opening connects and brings the schema forward (StateStoreError if the server cannot be
     reached, SettingsError for a URL psycopg cannot read or a missing psycopg)."""
 

@@ -8,7 +8,8 @@ locale.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from dataflow.state._interface import DeadLetter, Retention, RunRecord
 
 RUN_COLUMNS = (
     "run_id, workflow, trigger, scheduled_at, started_at, ended_at, status, attempt, error,"
-    " backfill, replica"
+    " backfill, replica, events, first_position, last_position"
 )
 LETTER_COLUMNS = "id, workflow, trigger, payload, error, created_at, retried_at, retry_status, raw"
 FAILED = "status IN ('failed', 'timed_out', 'cancelled', 'interrupted')"
@@ -53,6 +54,31 @@ def select_runs_by_id(cur: Any, run_ids: Sequence[str]) -> list[RunRecord]:
     cur.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ANY(%s)", (list(run_ids),))
     found = {row["run_id"]: RunRecord(**row) for row in cur.fetchall()}
     return [found[run_id] for run_id in run_ids if run_id in found]
+
+
+class BatchWrites:
+    """`Store.flush` and `Store.record_batch_end` for `PostgresStore` (a mixin: its module is
+    at its size limit). Each of its writes commits before the call returns: nothing waits."""
+
+    _transaction: Callable[[], AbstractContextManager[Any]]
+
+    def flush(self) -> None:
+        """Nothing to do: no write of this store waits for a later commit."""
+
+    def record_batch_end(
+        self,
+        run_id: str,
+        ended_at: datetime,
+        events: int,
+        first_position: str | None,
+        last_position: str | None,
+    ) -> None:
+        with self._transaction() as cur:
+            cur.execute(
+                "UPDATE runs SET status = 'succeeded', ended_at = %s, events = %s,"
+                " first_position = %s, last_position = %s WHERE run_id = %s",
+                (ended_at, events, first_position, last_position, run_id),
+            )
 
 
 def dead_letters(cur: Any, workflow: str, include_retried: bool) -> list[DeadLetter]:

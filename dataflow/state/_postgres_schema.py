@@ -106,6 +106,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE fires ADD COLUMN related_at timestamptz;
     CREATE INDEX fires_by_time ON fires (workflow, fire_at);
     """,
+    # 4: a change stream's events handled in a row are one history row (a batch) with their
+    # count and first and last positions (issue 16), as in the SQLite store's schema 7.
+    """
+    ALTER TABLE runs ADD COLUMN events integer, ADD COLUMN first_position text,
+        ADD COLUMN last_position text;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,13 +149,17 @@ def prune(cur: sqlite3.Cursor, workflow: str, retention: Retention, batch: int) 
 
 
 class SqliteFireLedger:
-    """The ledger's `Store` methods, for `SqliteStore` (which provides `_cursor`)."""
+    """The ledger's `Store` methods, for `SqliteStore` (which provides `_cursor` and
+    `_write`: its group commit's read and write)."""
 
     def _cursor(self) -> AbstractContextManager[sqlite3.Cursor]:
         raise NotImplementedError
 
+    def _write(self, *, durable: bool = True) -> AbstractContextManager[sqlite3.Cursor]:
+        raise NotImplementedError
+
     def record_fires(self, workflow: str, trigger: str, entries: Sequence[FireEntry]) -> None:
-        with self._cursor() as cur:
+        with self._write() as cur:  # durable, with every write before it (in order)
             write(cur, workflow, trigger, entries)
 
     def fires(
@@ -169,15 +173,3 @@ class SqliteFireLedger:
     ) -> list[FireEntry]:
         with self._cursor() as cur:
             return select(cur, workflow, trigger, since, until, limit)
-
-
-@contextmanager
-def in_transaction(cur: sqlite3.Cursor) -> Iterator[None]:
-    """Statements that go together (a claim and its ledger rows) in one commit."""
-    cur.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        cur.execute("ROLLBACK")
-        raise
-    cur.execute("COMMIT")

@@ -16,7 +16,7 @@ from dataflow.state._interface import DeadLetter, Retention, RunRecord
 
 RUN_COLUMNS = (
     "run_id, workflow, trigger, scheduled_at, started_at, ended_at, status, attempt, error,"
-    " backfill, replica"
+    " backfill, replica, events, first_position, last_position"
 )
 _IDS_PER_QUERY = 500  # well under SQLite's bound on parameters in one statement
 LETTER_COLUMNS = "id, workflow, trigger, payload, error, created_at, retried_at, retry_status, raw"
@@ -59,6 +59,21 @@ def select_runs_by_id(cur: sqlite3.Cursor, run_ids: Sequence[str]) -> list[RunRe
         rows = cur.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN ({marks})", chunk)
         found |= {record.run_id: record for record in map(run_record, rows.fetchall())}
     return [found[run_id] for run_id in run_ids if run_id in found]
+
+
+def end_batch(
+    cur: sqlite3.Cursor,
+    run_id: str,
+    ended_at: str | None,
+    events: int,
+    first_position: str | None,
+    last_position: str | None,
+) -> None:
+    cur.execute(
+        "UPDATE runs SET status='succeeded', ended_at=?, events=?, first_position=?,"
+        " last_position=? WHERE run_id=?",
+        (ended_at, events, first_position, last_position, run_id),
+    )
 
 
 def mark_interrupted(cur: sqlite3.Cursor, workflow: str) -> list[RunRecord]:
@@ -145,6 +160,9 @@ def run_record(row: sqlite3.Row) -> RunRecord:
         error=row["error"],
         backfill=bool(row["backfill"]),
         replica=row["replica"],
+        events=row["events"],
+        first_position=row["first_position"],
+        last_position=row["last_position"],
     )
 
 

@@ -1,34 +1,34 @@
 """The SQLite store (one file per workflow, WAL): the first `Store`. Thread-safe; one call at a
 time holds the connection. Async callers use `call()`.
 
-Durability: every write commits before the method returns, in the order made; with WAL and
-`synchronous=NORMAL` a commit survives the process dying (kill -9), and the last commits may be
-lost only if the machine itself loses power. One process holds a file (`hold()`), so a fire
-this process saves is claimed: `claim_fire` is always True here.
+Durability: writes the `Store` contract lets wait (run records, stream positions) are group-
+committed (`_group_commit`: within 5 ms, or at 500 writes); every other write commits before
+the method returns, together with everything written before it, so writes reach the file in
+the order made. With WAL and `synchronous=NORMAL` a commit survives the process dying (kill -9);
+the last commits may be lost only if the machine itself loses power. One process holds a file
+(`hold()`), so a fire this process saves is claimed: `claim_fire` is always True here.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from dataflow._core import offload
 from dataflow._core.clock import iso
-from dataflow._core.errors import StateFileRefused, StateStoreError
 from dataflow.state import _names
 from dataflow.state import _sqlite_fires as _ledger
 from dataflow.state import _sqlite_history as history
-from dataflow.state._file import check_before_open, record_identity, still_there
+from dataflow.state._file import still_there
+from dataflow.state._group_commit import COMMIT_INTERVAL, COMMIT_WRITES, GroupCommit
 from dataflow.state._interface import DeadLetter, Retention, RunRecord
 from dataflow.state._ledger import FireEntry
 from dataflow.state._lock import exclusive_lock
-from dataflow.state._migrate import bring_forward, readable_version
+from dataflow.state._sqlite_open import open_database
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -41,53 +41,40 @@ class SqliteStore(_ledger.SqliteFireLedger):
     """Opening refuses (StateFileRefused) a file it must not use, and brings an older one's
     schema forward; `check()` says whether the path still names the file opened."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        commit_interval: float = COMMIT_INTERVAL,
+        commit_writes: int = COMMIT_WRITES,
+    ) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
-        self._opened = ""  # the file's identity when opened (device, inode; its WAL's)
         self.replica_id: str | None = None  # written on each run record; the runtime sets it
-        self._db = self._open()
-
-    def _open(self) -> sqlite3.Connection:
-        memory = str(self.path) == ":memory:"
-        if not memory:
-            check_before_open(self.path)
-        try:
-            if not memory:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.row_factory = sqlite3.Row  # rows are read by column name, never by position
-            try:
-                db.execute("PRAGMA busy_timeout=5000")
-                found = readable_version(db, self.path)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                bring_forward(db, found)
-                if not memory:
-                    self._opened = record_identity(db, self.path)
-            except BaseException:
-                db.close()
-                raise
-        except StateFileRefused:
-            raise
-        except (sqlite3.Error, OSError) as exc:
-            raise StateStoreError(
-                f"cannot open state store {self.path}: {exc}{_read_only_hint(self.path)}"
-            ) from exc
-        return db
+        # `_opened`: the file's identity when opened (device, inode; its WAL's)
+        self._db, self._opened = open_database(self.path)
+        self._tx = GroupCommit(
+            self._db, self.path, interval=commit_interval, max_writes=commit_writes
+        )
+        self._lock = self._tx.lock  # held by every call (`busy()`), the committer's included
 
     def hold(self) -> AbstractContextManager[None]:
         """An advisory lock beside the file: a second runtime on it fails at start."""
         return exclusive_lock(self.path)
 
     def check(self) -> None:
-        """Raise StateStoreError if the path was deleted or now names another file."""
+        """Raise StateStoreError if the path was deleted or now names another file, or if a
+        group commit failed (its writes are lost: the runtime must not go on)."""
+        self._tx.check()
         if self._opened:
             still_there(self.path, self._opened)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Commit what is batched, then close (a failed last commit raises StateStoreError)."""
+        self._tx.close()
+
+    def flush(self) -> None:
+        """Commit every batched write now."""
+        self._tx.flush()
 
     def busy(self) -> bool:
         """A call is under way (it holds the store's lock): for a watchdog that tells a stop
@@ -98,13 +85,11 @@ class SqliteStore(_ledger.SqliteFireLedger):
         """Run one of this store's methods in a worker thread."""
         return await offload.run_sync(lambda: fn(*args, **kwargs))
 
-    @contextmanager
-    def _cursor(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            try:
-                yield self._db.cursor()
-            except sqlite3.Error as exc:
-                raise StateStoreError(f"state store {self.path}: {exc}") from exc
+    def _cursor(self) -> AbstractContextManager[sqlite3.Cursor]:
+        return self._tx.reading()
+
+    def _write(self, *, durable: bool = True) -> AbstractContextManager[sqlite3.Cursor]:
+        return self._tx.writing(durable=durable)
 
     # -- trigger state -------------------------------------------------------------------
     def get_state(self, workflow: str, trigger: str, key: str) -> str | None:
@@ -116,7 +101,12 @@ class SqliteStore(_ledger.SqliteFireLedger):
         return None if row is None else str(row["value"])
 
     def set_state(self, workflow: str, trigger: str, key: str, value: str) -> None:
-        with self._cursor() as cur:
+        self._upsert_state(workflow, trigger, key, value, durable=True)
+
+    def _upsert_state(
+        self, workflow: str, trigger: str, key: str, value: str, *, durable: bool
+    ) -> None:
+        with self._write(durable=durable) as cur:
             cur.execute(
                 "INSERT INTO trigger_state (workflow, trigger, key, value, updated_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
@@ -140,7 +130,7 @@ class SqliteStore(_ledger.SqliteFireLedger):
     def claim_fire(
         self, workflow: str, trigger: str, fire_at: datetime, ledger: Sequence[FireEntry] = ()
     ) -> bool:
-        with self._cursor() as cur, _ledger.in_transaction(cur):
+        with self._write() as cur:  # durable, with its ledger rows and every write before it
             _ledger.claim(cur, workflow, trigger, fire_at, LAST_FIRE)
             _ledger.write(cur, workflow, trigger, ledger)
         return True  # the only process on this file (`hold()`): every fire is its own
@@ -150,7 +140,7 @@ class SqliteStore(_ledger.SqliteFireLedger):
         return None if raw is None else datetime.fromisoformat(raw)
 
     def save_position(self, workflow: str, trigger: str, key: str, position: str) -> None:
-        self.set_state(workflow, trigger, key, position)
+        self._upsert_state(workflow, trigger, key, position, durable=False)
 
     def load_position(self, workflow: str, trigger: str, key: str) -> str | None:
         return self.get_state(workflow, trigger, key)
@@ -162,11 +152,11 @@ class SqliteStore(_ledger.SqliteFireLedger):
             return _names.has_rows(cur, previous) and not _names.is_claimed(cur, previous)
 
     def rename_workflow(self, previous: str, name: str) -> int | None:
-        with self._cursor() as cur:
+        with self._tx.exclusive() as cur:
             return _names.rename_rows(cur, previous, name)
 
     def claim_workflow(self, name: str) -> None:
-        with self._cursor() as cur:
+        with self._tx.exclusive() as cur:  # autocommit: a claimed file sees no write at all
             _names.claim(cur, name)
 
     # -- runs -----------------------------------------------------------------------------
@@ -181,7 +171,7 @@ class SqliteStore(_ledger.SqliteFireLedger):
         *,
         backfill: bool = False,
     ) -> None:
-        with self._cursor() as cur:
+        with self._write(durable=False) as cur:
             cur.execute(
                 "INSERT INTO runs (run_id, workflow, trigger, scheduled_at, started_at, status,"
                 " attempt, backfill, replica) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
@@ -202,7 +192,7 @@ class SqliteStore(_ledger.SqliteFireLedger):
     def record_run_end(
         self, run_id: str, status: str, ended_at: datetime, error: str | None = None
     ) -> None:
-        with self._cursor() as cur:
+        with self._write(durable=False) as cur:
             cur.execute(
                 "UPDATE runs SET status=?, ended_at=?, error=? WHERE run_id=?",
                 (status, iso(ended_at, utc=True), error, run_id),
@@ -229,27 +219,34 @@ class SqliteStore(_ledger.SqliteFireLedger):
         with self._cursor() as cur:
             return history.select_runs_by_id(cur, run_ids)
 
+    def record_batch_end(
+        self,
+        run_id: str,
+        ended_at: datetime,
+        events: int,
+        first_position: str | None,
+        last_position: str | None,
+    ) -> None:
+        with self._write(durable=False) as cur:
+            history.end_batch(
+                cur, run_id, iso(ended_at, utc=True), events, first_position, last_position
+            )
+
     def mark_interrupted(self, workflow: str) -> list[RunRecord]:
-        with self._cursor() as cur:
+        with self._write() as cur:
             return history.mark_interrupted(cur, workflow)
 
     def prune_history(self, workflow: str, retention: Retention, *, batch: int) -> int:
-        with self._cursor() as cur:
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                gone = history.prune(cur, workflow, retention, batch)
-                gone += _ledger.prune(cur, workflow, retention, batch - gone) if gone < batch else 0
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
+        with self._write() as cur:  # one transaction with whatever was batched before it
+            gone = history.prune(cur, workflow, retention, batch)
+            gone += _ledger.prune(cur, workflow, retention, batch - gone) if gone < batch else 0
         return gone
 
     # -- dead letters ---------------------------------------------------------------------
     def add_dead_letter(
         self, workflow: str, trigger: str, payload: str, error: str, raw: bytes | None = None
     ) -> int:
-        with self._cursor() as cur:
+        with self._write() as cur:
             cur.execute(
                 "INSERT INTO dead_letters (workflow, trigger, payload, error, created_at, raw)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -266,20 +263,11 @@ class SqliteStore(_ledger.SqliteFireLedger):
         return [history.dead_letter(row) for row in rows]
 
     def mark_dead_letter_retried(self, letter_id: int, status: str) -> None:
-        with self._cursor() as cur:
+        with self._write() as cur:
             cur.execute(
                 "UPDATE dead_letters SET retried_at=?, retry_status=? WHERE id=?",
                 (iso(datetime.now(UTC), utc=True), status, letter_id),
             )
-
-
-def _read_only_hint(path: Path) -> str:
-    """SQLite says only "unable to open database file" when the file system is read-only."""
-    try:
-        read_only = bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
-    except OSError:
-        return ""
-    return " (the file system is read-only)" if read_only else ""
 
 
 StateStore = SqliteStore  # the name before the `Store` interface; existing imports keep working

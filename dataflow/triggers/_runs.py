@@ -42,6 +42,9 @@ class RunRequest:
     policy: RunPolicy = field(default_factory=RunPolicy)
     payload: Any = None
     backfill: bool = False  # a past fire run again by `trigger --from/--to`
+    # A change stream's event: a success is counted (metrics, the trigger's batch row) but not
+    # recorded on its own, and logged at debug; a failure is recorded as a run, as any run is.
+    batched: bool = False
 
 
 @dataclass(frozen=True)

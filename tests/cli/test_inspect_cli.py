@@ -285,6 +285,34 @@ def test_history_filters_by_trigger_failure_and_limit(
     assert [r["scheduled_at"][11:16] for r in limited] == ["09:45", "09:30"]
 
 
+def test_history_shows_a_batch_of_change_events_with_its_count_and_positions(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One row for a batch of change events: its count in the status, its first and last
+    position (the start of their resume tokens) in the last column; --json has all of it."""
+    store = StateStore(shop / "state.db")
+    at = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    store.record_run_start("b" * 32, "shop", "sync", None, at)
+    first, last = '{"_data": "8265A1B2C3000000012B"}', '{"_data": "8265A1B2C9000000052B"}'
+    store.record_batch_end("b" * 32, at + timedelta(seconds=1.5), 1234, first, last)
+    store.close()
+    code, out = cli(shop, "history", "--limit", "1", capsys=capsys)
+    assert code == 0
+    row = out.splitlines()[1].split()
+    assert row[0] == "bbbbbbbb" and row[5:] == [
+        "1.5s",
+        "succeeded",
+        "(1,234",
+        "events)",
+        "8265A1B2C300000001",
+        "..",
+        "8265A1B2C900000005",
+    ]
+    [batch] = cli_json(shop, "history", "--limit", "1", capsys=capsys)
+    assert (batch["events"], batch["duration"]) == (1234, 1.5)
+    assert (batch["first_position"], batch["last_position"]) == (first, last)
+
+
 def test_history_finds_a_run_by_the_short_id_the_console_log_shows(
     shop: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -165,7 +165,7 @@ def test_the_schema_is_created_from_empty_then_left_alone(schema: str) -> None:
 
 
 def test_replicas_starting_together_migrate_once(schema: str) -> None:
-    """Four stores opened at the same moment on an empty schema: the migration runs once (the
+    """Four stores opened at the same moment on an empty schema: each migration runs once (the
     others wait for it under the transaction's advisory lock) and none fails."""
     barrier = threading.Barrier(4, timeout=10)
     opened: list[PostgresStore] = []

@@ -1,4 +1,4 @@
-"""The SQLite store's schema 4: files of earlier releases open and keep everything, and every
+"""The SQLite store's schema 7: files of earlier releases open and keep everything, and every
 query a start (and the pruner, and `history --failed`) makes is served by an index."""
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ def kept_everything(store: SqliteStore) -> None:
 def test_a_file_of_the_last_release_opens_at_the_current_schema_and_keeps_its_positions(
     tmp_path: Path,
 ) -> None:
-    """Schema 2 (the last release): brought forward in place, with the new indexes and the
-    fire ledger, every saved position, value, run and dead letter intact."""
+    """Schema 2 (the last release): brought forward in place (to 7), with the new indexes,
+    the fire ledger and the batch columns of the runs table, every saved position, value, run
+    and dead letter intact."""
     path = tmp_path / "state.db"
     released_file(path, RELEASED)
     store = SqliteStore(path)
@@ -71,7 +72,9 @@ def test_a_file_of_the_last_release_opens_at_the_current_schema_and_keeps_its_po
     finally:
         store.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    assert {"replica", "events", "first_position", "last_position"} <= columns
     indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_schema WHERE type='index'")}
     assert {"runs_failed", "runs_failed_by_trigger", "dead_letters_retried"} <= indexes
     assert "fires_by_time" in indexes

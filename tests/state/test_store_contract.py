@@ -200,3 +200,25 @@ async def test_call_runs_a_method_in_a_worker_thread(store: Store) -> None:
     assert await store.call(claim_and_note) is True
     assert await store.call(store.last_fire, "w", "t") == T0
     assert seen and seen[0] != loop_thread
+
+
+def test_a_batch_of_change_events_is_one_row_with_count_and_positions(store: Store) -> None:
+    """Begun like a run (`running`, so a crash shows it `interrupted`), ended with its count
+    and first and last positions as one `succeeded` row; a run of its own has no count."""
+    start(store, "batch", T0, trigger="stream")
+    [running] = store.runs("w", "stream")
+    assert running.status == "running" and running.events is None
+    store.record_batch_end(
+        "batch", T0 + timedelta(seconds=2), 250, '{"_data": "8201"}', '{"_data": "82FA"}'
+    )
+    start(store, "single", T0 + timedelta(seconds=3), trigger="stream")
+    store.record_run_end("single", "failed", T0 + timedelta(seconds=3), "Traceback ...")
+    single, batch = store.runs("w", "stream")
+    assert (batch.status, batch.events, batch.ended_at) == (
+        "succeeded",
+        250,
+        T0 + timedelta(seconds=2),
+    )
+    assert (batch.first_position, batch.last_position) == ('{"_data": "8201"}', '{"_data": "82FA"}')
+    assert (single.events, single.first_position, single.last_position) == (None, None, None)
+    assert store.runs_by_id(["batch"]) == [batch]

@@ -54,6 +54,8 @@ class ChangeStreamPolicy:
     checkpoint_interval: float = 10.0  # seconds between saves of an idle stream's position
     reconnect_delay: float = 1.0  # first wait before reopening after a network error
     reconnect_max_delay: float = 60.0
+    batch_events: int = 100  # events per history row and position save, at most (`batch`)
+    batch_seconds: float = 1.0  # and the longest a batch stays open
     run: RunPolicy = field(default_factory=RunPolicy)
 
     def options(self) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 One loop step: `try_next()` (a getMore that waits at most `max_await_time`), then one of
 - an event (read raw, see `events`): decode it and run the handler (sync: inline in this thread;
-  async: on the loop), then save the stream's resume token; a handler that keeps failing sends
-  the event to the dead-letter table (or, with `on_error="stop"`, stops the trigger with its
-  position not advanced); an event that cannot be decoded is dead-lettered as its bytes;
-- nothing: save the post-batch resume token every `checkpoint_interval`, so a quiet stream's
-  position stays inside the oplog window;
+  async: on the loop); a success joins the batch (`batch`: one history row and one position
+  save per batch of events); a handler that keeps failing ends the batch and sends the event to
+  the dead-letter table (or, with `on_error="stop"`, stops the trigger with its position not
+  advanced past it); an event that cannot be decoded is dead-lettered as its bytes;
+- nothing: end a batch that is due, and save the post-batch resume token every
+  `checkpoint_interval`, so a quiet stream's position stays inside the oplog window;
 - an error: pymongo already resumed once on its own; a network error left over (or a reply it
   could not parse) closes the stream, and the next step reopens it from the saved token after a
   backoff; a lost history (286) follows `on_history_lost`; anything else fails the trigger.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Protocol
 
 from bson.raw_bson import RawBSONDocument
@@ -27,12 +29,19 @@ from pymongo.synchronous.change_stream import ChangeStream
 from structlog.contextvars import bound_contextvars
 
 from dataflow._core.errors import ChangeStreamStopped, one_line
-from dataflow._core.logs import error_text, get_logger
+from dataflow._core.logs import get_logger
 from dataflow._core.run import RunStatus
 from dataflow.connection._mongo import Document
+from dataflow.triggers._changestream.batch import Batch, Progress
 from dataflow.triggers._changestream.bridge import LoopBridge
 from dataflow.triggers._changestream.checkpoint import Checkpoint, Token, dumps
 from dataflow.triggers._changestream.events import cluster_time, payload_text, undecodable_text
+from dataflow.triggers._changestream.letters import (
+    dead_letter,
+    history_lost,
+    one_line_error,
+    traceback_text,
+)
 from dataflow.triggers._changestream.policy import ChangeStreamPolicy, StreamOptions
 from dataflow.triggers._changestream.source import (
     HISTORY_LOST,
@@ -54,30 +63,28 @@ class PumpedTrigger(Protocol):
     stats: StreamStats
     is_async: bool
 
-    def request_for(self, event: Document) -> RunRequest: ...
+    def request_for(self, event: Document, *, batched: bool = False) -> RunRequest: ...
 
 
 class Pump:
     def __init__(
-        self,
-        trigger: PumpedTrigger,
-        ctx: TriggerContext,
-        source: StreamSource,
-        bridge: LoopBridge,
+        self, trigger: PumpedTrigger, ctx: TriggerContext, source: StreamSource, bridge: LoopBridge
     ) -> None:
         self.trigger, self.ctx, self.source, self.bridge = trigger, ctx, source, bridge
-        self.policy = trigger.policy
-        self.namespace = trigger.spec.namespace
+        self.policy, self.namespace = trigger.policy, trigger.spec.namespace
         self.checkpoint = Checkpoint(
             ctx.state, ctx.workflow, trigger.name, self.namespace, ctx.clock
         )
         self.stop = threading.Event()  # finish the event in hand, then return
         self.hard = threading.Event()  # the runtime cancelled us: this thread is abandoned
-        self.idle = threading.Event()  # no thread is in start() or run()
+        self.idle = threading.Event()  # set while no thread is in start() or run()
         self.idle.set()
         self.stream: ChangeStream[RawBSONDocument] | None = None
         self.start_at = self.policy.start_at  # used until a position is saved
         self.delay = 0.0  # seconds to wait before the next (re)open
+        self.batch = Batch(ctx.state, ctx.workflow, trigger.name, ctx.clock, self.policy)
+        self.progress = Progress(trigger.stats, ctx.clock)
+        self.failed = 0  # events the handler failed on (dead-lettered or stopping the trigger)
 
     def halt(self) -> None:
         """Called on the loop when `serve` ends: a thread still running returns soon after."""
@@ -112,7 +119,9 @@ class Pump:
             try:
                 while not self.stop.is_set():
                     self._step()
-            finally:
+                    self.progress.tick(failed=self.failed)
+                self._end_batch()  # the events handled so far: not delivered again
+            finally:  # not on an exception (a crash): the batch's row shows `interrupted`
                 self._close()
 
     # -- one step ---------------------------------------------------------------------------------
@@ -131,64 +140,78 @@ class Pump:
             self._on_event(event)
         elif not self.stream.alive:
             self._on_invalidated(self.stream.resume_token)
+        elif self.batch.due(idle_after=self.policy.checkpoint_interval):
+            self._end_batch(self.stream.resume_token)  # past every event read: all handled
         elif self.checkpoint.due(self.policy.checkpoint_interval):
             self._save(self.stream.resume_token)
 
     def _on_event(self, raw: RawBSONDocument) -> None:
-        if raw.get("operationType") == "invalidate" and not self._asked_for_invalidate():
-            self._on_invalidated(raw["_id"])  # the trigger's business, not the handler's
-            return
-        try:
+        try:  # read from the decoded event: `raw[...]` would decode the bytes a second time
             event = self.source.decode(raw)
         except Exception as exc:  # not a value this Python can hold: kept as its bytes
+            self._end_batch()
             self._dead_letter(
                 raw, undecodable_text(bytes(raw.raw), exc), one_line(exc, with_type=True)
             )
-            self._acknowledge(raw, handled=False)
+            self._acknowledge(raw)
             return
+        asked = "invalidate" in (self.policy.operation_types or ())
+        if event.get("operationType") == "invalidate" and not asked:
+            self._on_invalidated(event["_id"])  # the trigger's business, not the handler's
+            return
+        position, happened = dict(event["_id"]), cluster_time(event)  # the handler may alter it
+        self.batch.begin()
         outcome = self._handle(event)
+        if outcome.status is RunStatus.SUCCEEDED:
+            self._on_handled(position, happened)
+            return
+        self._end_batch()  # the events before it, then the failure on its own
         if outcome.status is RunStatus.CANCELLED:
             self.stop.set()  # not saved: the event is delivered again after the restart
             return
-        if outcome.status is not RunStatus.SUCCEEDED:
-            self._on_failed(raw, event, outcome)
-        self._acknowledge(raw, handled=outcome.status is RunStatus.SUCCEEDED)
+        self.failed += 1
+        self._on_failed(raw, event, outcome)
+        self._acknowledge(raw)
+
+    def _on_handled(self, position: Token, happened: datetime | None) -> None:
+        due = self.batch.handled(position)  # booked (its batch's row begun) before counted
+        stats = self.trigger.stats
+        stats.events_handled += 1
+        stats.last_cluster_time = happened or stats.last_cluster_time
+        if due:
+            self._end_batch()
 
     def _handle(self, event: Document) -> RunOutcome:
-        request = self.trigger.request_for(event)
+        request = self.trigger.request_for(event, batched=True)
         if not self.trigger.is_async:
             return self.ctx.runner.execute_in_thread(request, self.hard)
         outcome = self.bridge.call(lambda: self.ctx.runner.execute(request))
         return outcome or RunOutcome(RunStatus.CANCELLED)
 
     def _on_failed(self, raw: RawBSONDocument, event: Document, outcome: RunOutcome) -> None:
-        error = one_line(outcome.error, with_type=True) if outcome.error else outcome.status.value
+        error = one_line_error(outcome)
         if self.policy.on_error == "stop":
             raise ChangeStreamStopped(
                 f"handler failed on a change event (on_error='stop'): {error}; the saved position "
                 "stays before it, so it is delivered again after a restart"
             )
-        self._dead_letter(raw, payload_text(event), _traceback(outcome), error)
+        self._dead_letter(raw, payload_text(event), traceback_text(outcome), error)
 
     def _dead_letter(self, raw: RawBSONDocument, shown: str, why: str, error: str = "") -> None:
-        """Keep the event as its bytes (a retry decodes them again) and as text to read."""
-        name, raw_bytes = self.trigger.name, bytes(raw.raw)
-        letter = self.ctx.state.add_dead_letter(self.ctx.workflow, name, shown, why, raw_bytes)
-        self.trigger.stats.dead_letters += 1
-        log.error(
-            "change event dead-lettered",
-            dead_letter=letter,
-            error=error or why,
-            event_id=dumps(raw.get("_id")),
-        )
+        dead_letter(self.ctx, self.trigger.name, self.trigger.stats, raw, shown, why, error)
 
-    def _acknowledge(self, raw: RawBSONDocument, *, handled: bool) -> None:
+    def _acknowledge(self, raw: RawBSONDocument) -> None:
+        """Move past an event that was dead-lettered (durably, before this)."""
         assert self.stream is not None
         self._save(self.stream.resume_token)  # the event's token, or the batch's past it
         stats = self.trigger.stats
-        if handled:
-            stats.events_handled += 1
         stats.last_cluster_time = cluster_time(raw) or stats.last_cluster_time
+
+    def _end_batch(self, position: Token | None = None) -> None:
+        """Save the batch's position (`position`, else its last event's) and its history row."""
+        if position is None and not self.batch.count:
+            return  # nothing handled since the last save (and no backoff to reset)
+        self.batch.end(self.batch.last if position is None else position, self._save)
 
     def _save(self, token: Token | None) -> None:
         self.checkpoint.save(token)
@@ -205,10 +228,12 @@ class Pump:
             token=dumps(token),
         )
         self.trigger.stats.invalidations += 1
+        self._end_batch()
         self._save(token)
         self._close_stream()
 
     def _on_error(self, exc: PyMongoError) -> None:
+        self._end_batch()  # handled events are saved before the stream reopens from there
         if error_code(exc) == HISTORY_LOST:
             self._history_lost(exc)
             return
@@ -248,28 +273,13 @@ class Pump:
                 raise
             self._history_lost(exc)  # raises, or forgets the lost position
             self.stream = self.source.open(None, None)
-        if self.checkpoint.token is None:
+        if self.checkpoint.token is None:  # durable at once: a crash must not skip to "now"
             self._save(self.stream.resume_token)
+            self.ctx.state.flush()
 
     def _history_lost(self, exc: PyMongoError) -> None:
-        reason = one_line(exc, with_type=True)
-        where = f"{self.namespace}: the saved position is no longer in the oplog ({reason})"
-        if self.policy.on_history_lost == "fail":
-            raise ChangeStreamStopped(
-                f"change stream history lost on {where}; on_history_lost='fail' stops here: "
-                "re-sync the data, then pass on_history_lost='restart_from_now' once, or "
-                "delete the saved position, to start from now"
-            ) from exc
-        gap = self.checkpoint.record_gap(one_line(exc, with_type=True))
-        self.trigger.stats.history_gaps += 1
-        log.error(
-            "CHANGE STREAM HISTORY LOST: restarting from now; events since the saved "
-            "position were NOT delivered",
-            namespace=self.namespace,
-            gap=gap,
-        )
+        history_lost(self.policy, self.namespace, self.checkpoint, self.trigger.stats, exc)
         self._close_stream()
-        self.checkpoint.forget()  # the next open starts from now
         self.start_at = None
 
     def _close_stream(self) -> None:
@@ -280,9 +290,6 @@ class Pump:
         self._close_stream()
         self.source.disconnect()
 
-    def _asked_for_invalidate(self) -> bool:
-        return "invalidate" in (self.policy.operation_types or ())
-
     @contextmanager
     def _in_thread(self) -> Iterator[None]:
         self.idle.clear()
@@ -291,9 +298,3 @@ class Pump:
                 yield
         finally:
             self.idle.set()
-
-
-def _traceback(outcome: RunOutcome) -> str:
-    if outcome.error is None:
-        return outcome.status.value
-    return error_text(outcome.error)

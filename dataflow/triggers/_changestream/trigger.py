@@ -70,7 +70,9 @@ class ChangeStreamTrigger(Trigger):
     def stream_stats(self) -> StreamStats:
         return self.stats
 
-    def request_for(self, event: Document) -> RunRequest:
+    def request_for(self, event: Document, *, batched: bool = False) -> RunRequest:
+        """`batched`: the pump's, whose successes go in its batch row (a manual run's and a
+        dead letter's retry are recorded on their own)."""
         return RunRequest(
             trigger=self.name,
             handler=self.handler,
@@ -78,6 +80,7 @@ class ChangeStreamTrigger(Trigger):
             scheduled_at=event_time(event),
             policy=self.policy.run,
             payload=event,
+            batched=batched,
         )
 
     def manual_request(self, payload: Any) -> RunRequest:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from bson import Timestamp
 
-from dataflow import TriggerFailed, Workflow, mongodb_change_stream
+from dataflow import Runtime, TriggerFailed, Workflow, mongodb_change_stream
 from dataflow._core.errors import ChangeStreamUnavailable
 from dataflow.runtime._manual import retry_dead_letter
 from dataflow.state import StateStore, Store
@@ -147,7 +147,10 @@ async def test_history_lost_restarts_from_now_with_a_warning_and_a_recorded_gap(
                 oplog.updates(2)
                 await wait_for(lambda: flow.seen == [16, 17])
                 gaps = json.loads(saved_text(runtime.state, "history_gaps:shop.orders"))
-                saved = loads(saved_text(runtime.state, "resume_token:shop.orders"))
+                # saved once the batch ends (issue 16: per batch, not per event)
+                position = "resume_token:shop.orders"
+                await wait_for(lambda: loads(saved_text(runtime.state, position)) == token(17))
+                saved = loads(saved_text(runtime.state, position))
                 stats = trigger_of(runtime).stats
         assert change_streams(oplog.mongo)[mark:] == [{"startAfter": token(5)}, {}]
     assert saved == token(17) and stats.history_gaps == 1
@@ -189,6 +192,12 @@ async def test_standalone_server_fails_the_start_with_a_clear_message(tmp_path: 
     assert elapsed < 2.0
 
 
+async def batches_ended(runtime: Runtime) -> None:
+    """Successes are booked per batch (issue 16): its row shows `running` until the batch ends
+    (the stream idle for `checkpoint_interval`), then `succeeded` with its count."""
+    await wait_for(lambda: "running" not in {r.status for r in runtime.state.runs("shop")})
+
+
 async def test_failing_handler_is_retried_then_dead_lettered_and_the_stream_moves_on(
     tmp_path: Path,
 ) -> None:
@@ -199,6 +208,7 @@ async def test_failing_handler_is_retried_then_dead_lettered_and_the_stream_move
             oplog.updates(3)
             await wait_for(lambda: flow.seen[-1:] == [3])
             await wait_for(lambda: trigger_of(runtime).stats.events_handled == 2)
+            await batches_ended(runtime)
             letters = runtime.state.dead_letters("shop")
             runs = runtime.state.runs("shop", "sync")
             saved = loads(saved_text(runtime.state, "resume_token:shop.orders"))
@@ -290,6 +300,7 @@ async def test_a_handler_raising_a_base_exception_dead_letters_the_event(
             await wait_for(
                 lambda: seen[-1:] == [3] and trigger_of(runtime).stats.events_handled == 2
             )
+            await batches_ended(runtime)
             letters = runtime.state.dead_letters("shop")
             runs = runtime.state.runs("shop", "sync")
             saved = loads(saved_text(runtime.state, "resume_token:shop.orders"))
@@ -320,5 +331,6 @@ async def test_an_async_handler_behind_a_wraps_decorator_is_awaited(tmp_path: Pa
         async with serving(flow(), tmp_path / "state.db") as runtime:
             oplog.updates(2)
             await wait_for(lambda: trigger_of(runtime).stats.events_handled == 2)
+            await batches_ended(runtime)
             runs = runtime.state.runs("shop", "sync")
     assert seen == [1, 2] and {r.status for r in runs} == {"succeeded"}
