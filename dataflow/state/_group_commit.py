@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dataflow._core.errors import StateStoreError
+from dataflow._core.heldlock import HeldLock
 
 COMMIT_INTERVAL = 0.005  # seconds a batched write waits at most for its commit
 COMMIT_WRITES = 500  # batched writes that make a commit at once (a bounded transaction)
@@ -41,10 +42,10 @@ class GroupCommit:
     ) -> None:
         self.db, self.path = db, path
         self.interval, self.max_writes = interval, max_writes
-        self.lock = threading.Lock()  # one call at a time holds the connection
+        self.lock = HeldLock()  # one call at a time holds the connection
         self.commits = 0  # transactions committed (for tests and benchmarks)
         self.pending = 0  # writes in the open transaction
-        self._wake = threading.Condition(self.lock)
+        self._wake = threading.Condition(self.lock)  # type: ignore[arg-type]  # acquire+release
         self._opened_at: float | None = None  # monotonic time of the open transaction's start
         self._failure: StateStoreError | None = None
         self._reported = False  # the failure was raised to a caller at least once

@@ -70,6 +70,11 @@ class Retention:
     max_runs_per_trigger: int
 
 
+# A call holding the store longer than this is stuck (a frozen disk, a server gone silent), not
+# slow: a busy store's calls take milliseconds each, however many there are.
+STUCK_AFTER = 0.5
+
+
 class Store(Protocol):
     """What dataflow keeps between runs of one workflow: last fires, stream positions, trigger
     values, run history and dead letters. Implementations: `SqliteStore` (one process per file).
@@ -88,8 +93,8 @@ class Store(Protocol):
         ...
 
     def busy(self) -> bool:
-        """A call is under way and holds the store: tells a stop held by a state write (a
-        frozen disk) from one that is merely slow."""
+        """One call has held the store past `STUCK_AFTER`: tells a stop held by a state write
+        (a frozen disk) from one that is merely slow or busy (never to be cut short)."""
         ...
 
     def close(self) -> None:

@@ -13,7 +13,6 @@ stream leases and fenced positions (`Leases`); heartbeats. psycopg is imported o
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -22,12 +21,13 @@ from typing import Any, ParamSpec, TypeVar
 
 from dataflow._core import offload
 from dataflow._core.errors import DataflowError, SettingsError, StateStoreError
+from dataflow._core.heldlock import HeldLock
 from dataflow._core.redact import redact_text, redact_url, register_url
 from dataflow._core.settings import default_replica_id
 from dataflow.state import _postgres_fires as ledger
 from dataflow.state import _postgres_history as history
 from dataflow.state import _postgres_leases as leases
-from dataflow.state._interface import DeadLetter, Retention, RunRecord
+from dataflow.state._interface import STUCK_AFTER, DeadLetter, Retention, RunRecord
 from dataflow.state._postgres_fires import LAST_FIRE
 from dataflow.state._postgres_schema import bring_forward
 from dataflow.state._postgres_shared import SharedMethods
@@ -57,7 +57,7 @@ class PostgresStore(SharedMethods, ledger.PostgresFireLedger, history.BatchWrite
         self.claims: Counter[str] = Counter()
         self.where = redact_url(url)
         self._psycopg = _import_psycopg()
-        self._lock = threading.Lock()
+        self._lock = HeldLock()
         self._conn: Any = None
         with self._lock:
             self.migrated = self._guarded(lambda: bring_forward(self._connection(), self.where))
@@ -71,7 +71,7 @@ class PostgresStore(SharedMethods, ledger.PostgresFireLedger, history.BatchWrite
         """Nothing to watch between calls: a server gone away fails the next call itself."""
 
     def busy(self) -> bool:
-        return self._lock.locked()
+        return self._lock.held_for() > STUCK_AFTER
 
     def close(self) -> None:
         with self._lock:

@@ -25,7 +25,7 @@ from dataflow.state import _sqlite_fires as _ledger
 from dataflow.state import _sqlite_history as history
 from dataflow.state._file import still_there
 from dataflow.state._group_commit import COMMIT_INTERVAL, COMMIT_WRITES, GroupCommit
-from dataflow.state._interface import DeadLetter, Retention, RunRecord
+from dataflow.state._interface import STUCK_AFTER, DeadLetter, Retention, RunRecord
 from dataflow.state._ledger import FireEntry
 from dataflow.state._lock import exclusive_lock
 from dataflow.state._sqlite_open import open_database
@@ -77,9 +77,9 @@ class SqliteStore(_ledger.SqliteFireLedger):
         self._tx.flush()
 
     def busy(self) -> bool:
-        """A call is under way (it holds the store's lock): for a watchdog that tells a stop
-        held by a state write from one that is merely slow."""
-        return self._lock.locked()
+        """One call has held the store's lock past `STUCK_AFTER` (a write stuck in the kernel):
+        for a watchdog that tells a stop held by a state write from one that is merely slow."""
+        return self._lock.held_for() > STUCK_AFTER
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run one of this store's methods in a worker thread."""

@@ -188,17 +188,16 @@ class CronJob:
         recent = [fire for fire in due if in_grace(grace, now)(fire)]
         run = recent if self.policy.catchup == "all" else recent[-1:]
         skipped = [fire for fire in due if fire not in run]
-        # The skipped records first, shielded: once a later fire is claimed (the last fire
-        # moves past them), a stop cancelling their writes would lose them for good.
-        with anyio.CancelScope(shield=True):
-            if skipped:
-                notes = ledger.late(skipped, recent, due[-1], grace, why, self.policy.catchup)
-                reason = f"{why}; not run by catchup/grace"
-                await record_skipped(ctx, self.request, skipped, reason, notes)
-            if due[-1] not in run:
-                await self._claim(ctx, due[-1])  # the last fire moves past the skipped ones
         for fire in run:
             await self.fire(ctx, gate, fire)
+        if skipped:
+            await self._claim(ctx, due[-1])  # the last fire moves past the skipped ones
+            late = f"{ledger.LATE} (catchup={self.policy.catchup})"
+            notes = ledger.missed([f for f in skipped if f not in recent], past_grace(grace, why))
+            notes += ledger.coalesced([f for f in skipped if f in recent], due[-1], late)
+            await record_skipped(
+                ctx, self.request, skipped, f"{why}; not run by catchup/grace", notes
+            )
 
     # -- wall-clock steps ----------------------------------------------------------------------
 
