@@ -19,6 +19,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 ENV_VAR: Final = "DATAFLOW_TIMEZONE"
 _PROBE: Final = timedelta(days=2)
 _TICK: Final = timedelta(microseconds=1)
+# Zones whose offset never changes, by definition (UTC and its aliases, the Etc/GMT±N fixed
+# offsets): no probing for a change they cannot have (15 probes per trigger at start).
+_FIXED: Final = frozenset(
+    {"UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu"}
+    | {"GMT", "GMT0", "GMT+0", "GMT-0", "Greenwich", "Etc/Greenwich"}
+)
 _ETC_TIMEZONE: Final = Path("/etc/timezone")
 _ETC_LOCALTIME: Final = Path("/etc/localtime")
 
@@ -111,8 +117,16 @@ def offset_at(zone: ZoneInfo, instant: datetime) -> timedelta:
     return offset
 
 
+def is_fixed(zone: ZoneInfo) -> bool:
+    """A zone whose offset never changes (UTC, Etc/GMT+5): no change to look for."""
+    key = zone.key or ""
+    return key in _FIXED or key.startswith("Etc/GMT")
+
+
 def first_change(zone: ZoneInfo, low: datetime, high: datetime) -> datetime | None:
     """The first instant in (low, high] whose offset differs from the offset at `low`."""
+    if is_fixed(zone):
+        return None
     reference = offset_at(zone, low)
     probe = low
     while probe < high:
@@ -125,6 +139,8 @@ def first_change(zone: ZoneInfo, low: datetime, high: datetime) -> datetime | No
 
 def last_change(zone: ZoneInfo, low: datetime, high: datetime) -> datetime | None:
     """The last instant in (low, high) where the offset changes; high is exclusive."""
+    if is_fixed(zone):
+        return None
     probe = high - _TICK
     reference = offset_at(zone, probe)
     while probe > low:

@@ -509,3 +509,22 @@ def test_machine_zone_sources(tmp_path: Path) -> None:
     assert machine_zone({"TZ": "America/Lima"}, etc_timezone, localtime) == ZoneInfo("America/Lima")
     # a POSIX rule string is no IANA name: fall through to the next source
     assert machine_zone({"TZ": "CET-1CEST"}, etc_timezone, localtime) == ZoneInfo("Europe/Oslo")
+
+
+def test_zones_taken_as_fixed_never_change_offset() -> None:
+    """The zones whose offset-change search is skipped (UTC, Etc/GMT±N, ...) have one offset
+    from 1900 to 2100; a zone with DST is not among them."""
+    from zoneinfo import ZoneInfo, available_timezones
+
+    from dataflow.triggers._cron.zone import is_fixed, offset_at
+
+    fixed = [ZoneInfo(key) for key in sorted(available_timezones()) if is_fixed(ZoneInfo(key))]
+    assert {"UTC", "Etc/GMT+5", "Etc/GMT-14"} <= {zone.key for zone in fixed}
+    for zone in fixed:
+        offsets = {
+            offset_at(zone, datetime(year, month, 1, tzinfo=UTC))
+            for year in range(1900, 2101, 3)
+            for month in (1, 4, 7, 10)
+        }
+        assert len(offsets) == 1, zone.key
+    assert not is_fixed(ZoneInfo("Europe/Berlin")) and not is_fixed(ZoneInfo("Asia/Kolkata"))
