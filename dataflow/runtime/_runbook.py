@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -194,6 +195,9 @@ class _Executing:
             self.runs.pop(self.run.run_id, None)
 
 
+_POLL = 0.05  # seconds between looks at a cancel flag a handler waits on
+
+
 class _CancelFlag(threading.Event):
     """A run's cancel flag that also reads as set once `parent` (a trigger's hard stop) is.
 
@@ -211,5 +215,16 @@ class _CancelFlag(threading.Event):
     def set(self) -> None:
         self._own = True
 
+    def clear(self) -> None:
+        self._own = False
+
     def wait(self, timeout: float | None = None) -> bool:
-        raise NotImplementedError("a run's cancel flag is read, never waited on")
+        """A handler's interruptible sleep (`current_run().cancelled.wait(10)`): wakes within
+        `_POLL` of its own flag (which has no condition to notify) and at once for the parent's."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._parent.wait(_POLL if left is None else min(_POLL, left))
+        return True

@@ -4,7 +4,7 @@ the caller's transaction, and the `PostgresFireLedger` methods the store inherit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
@@ -79,8 +79,7 @@ def prune(cur: Any, workflow: str, older_than: datetime, cap: int, batch: int) -
 class PostgresFireLedger:
     """The ledger's `Store` methods, for `PostgresStore` (which provides `_transaction`)."""
 
-    def _transaction(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
+    _transaction: Callable[[], AbstractContextManager[Any]]  # PostgresStore's
 
     def record_fires(self, workflow: str, trigger: str, entries: Sequence[FireEntry]) -> None:
         with self._transaction() as cur:

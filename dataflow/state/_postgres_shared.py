@@ -6,7 +6,7 @@ runs. A mixin of `PostgresStore`, whose `_transaction()` each method runs in.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,8 +28,7 @@ class SharedMethods:
     claims: Counter[str]
     clock_ahead = False  # the last claim was refused as ahead of the database's clock
 
-    def _transaction(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError  # PostgresStore's
+    _transaction: Callable[[], AbstractContextManager[Any]]  # PostgresStore's
 
     # -- fires ---------------------------------------------------------------------------
     def claim_fire(

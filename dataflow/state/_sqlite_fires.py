@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -152,11 +152,9 @@ class SqliteFireLedger:
     """The ledger's `Store` methods, for `SqliteStore` (which provides `_cursor` and
     `_write`: its group commit's read and write)."""
 
-    def _cursor(self) -> AbstractContextManager[sqlite3.Cursor]:
-        raise NotImplementedError
+    _cursor: Callable[[], AbstractContextManager[sqlite3.Cursor]]  # SqliteStore's
 
-    def _write(self, *, durable: bool = True) -> AbstractContextManager[sqlite3.Cursor]:
-        raise NotImplementedError
+    _write: Callable[..., AbstractContextManager[sqlite3.Cursor]]  # SqliteStore's group commit
 
     def record_fires(self, workflow: str, trigger: str, entries: Sequence[FireEntry]) -> None:
         with self._write() as cur:  # durable, with every write before it (in order)
