@@ -16,7 +16,7 @@ from tests.state._pg_store import fresh_schema, schema_url, sql
 # Every second: the fire time into `seen`. The first fire of a `slow` replica set sleeps (a
 # run to kill mid-way): its process id goes to `sleeper.pid`.
 TICKS = """
-import os, time
+import os, threading
 from pathlib import Path
 
 import psycopg
@@ -39,7 +39,7 @@ class Ticks(Workflow):
                 "INSERT INTO slow VALUES (1) ON CONFLICT DO NOTHING"
             ).rowcount:
                 Path("sleeper.pid").write_text(f"{os.getpid()} {run.scheduled_at.isoformat()}")
-                time.sleep(60)
+                threading.Event().wait()  # hangs until the test kills this replica
 """
 
 

@@ -64,7 +64,9 @@ def test_a_killed_replicas_run_is_caught_up_once_by_a_live_one(tmp_path: Path) -
         with replicas(tmp_path, schema, ["r1", "r2", "r3"], SLOW_FIRST="1") as running:
             pid, fire_text = wait_for_file(tmp_path / "sleeper.pid").split()
             victim = next(n for n, p in running.items() if p.pid == int(pid))
-            time.sleep(1.5)  # fires come while the slow run is live
+            # a later fire comes while the slow run is live: another replica skips it
+            why = f"previous run still in progress on replica {victim}"
+            sql_wait(schema, "SELECT error FROM runs WHERE status = 'skipped' AND error = %s", why)
             os.kill(int(pid), signal.SIGKILL)
             rerun = sql_wait(
                 schema,
@@ -101,7 +103,7 @@ def test_a_replica_losing_the_database_claims_nothing_and_rejoins(tmp_path: Path
             wait_for_fires(schema, 3)
             proxy.down()
             r1.wait_for("state store unreachable: claiming no fires")
-            time.sleep(4)
+            wait_for_fires(schema, 3)  # r2 alone has the fires while r1 is cut off
             proxy.up()
             r1.wait_for("state store reachable again: claiming fires")
             claimed_before = len([f for f in seen(schema) if f[1] == "r1"])
