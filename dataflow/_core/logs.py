@@ -106,11 +106,13 @@ class LineWriter:
 
 def _line_buffered(stream: TextIO) -> None:
     """A handler's `print()` shares the file descriptor with the log: line buffering makes
-    its output reach it line by line, so the two never mix inside one line."""
+    its output reach it line by line, so the two never mix inside one line. Write-through is
+    turned off too: under `python -u` / PYTHONUNBUFFERED it passes `print`'s text and its
+    newline down as two writes, and a log line written between them splices into the text."""
     reconfigure = getattr(stream, "reconfigure", None)
     if reconfigure is not None:
         with contextlib.suppress(OSError, ValueError):  # detached or closed: nothing to mix
-            reconfigure(line_buffering=True)
+            reconfigure(line_buffering=True, write_through=False)
 
 
 def _fileno(stream: TextIO) -> int | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability._proc import cli_env, write_workflow
+from tests.reliability._proc import cli_env, started, write_workflow
 
 pytestmark = pytest.mark.slow
 
@@ -98,3 +98,43 @@ def test_a_stalled_log_reader_does_not_stop_firing_or_the_stop(
     assert b"Traceback" not in proc.stderr.read()
     assert proc.stdout is not None
     proc.stdout.close()
+
+
+PRINTER = """
+import threading
+
+from dataflow import Workflow, startup
+from dataflow.utils import get_logger
+
+log = get_logger("printer")
+
+
+def chatter() -> None:
+    for i in range(3000):
+        log.info("chatter", i=i)
+
+
+class Printer(Workflow):
+    @startup
+    def both_at_once(self) -> None:
+        # Log lines (written by the log's own thread) while the handler prints, under
+        # PYTHONUNBUFFERED: a print must never be split by a log line, nor a log line by it.
+        logger = threading.Thread(target=chatter)
+        logger.start()
+        for i in range(3000):
+            print(f"printed {i}")
+        logger.join()
+"""
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_handlers_prints_and_the_log_never_mix_within_a_line(
+    tmp_path: Path, backend: str
+) -> None:
+    write_workflow(tmp_path, "printer", PRINTER)
+    # cli_env sets PYTHONUNBUFFERED=1: print's text and its newline are two writes there.
+    with started(tmp_path, "printer", "--backend", backend) as process:
+        assert process.wait().code == 0  # no trigger but the startup one: it ends on its own
+    printed = [line.rstrip("\n") for line in process.raw if not line.startswith("{")]
+    assert printed == [f"printed {i}" for i in range(3000)]
+    assert len(process.events("chatter")) == 3000  # every log line whole: nothing spliced in
