@@ -1,10 +1,12 @@
 """Notices a blocked event loop and names the async run that blocked it.
 
 An async handler that calls blocking code (`time.sleep`, a sync driver) stops every trigger on
-the loop; nothing else would say so. A task on the loop beats a heartbeat; a small thread
-watches it. When the beat is stale past `stale_after`, the thread looks at the loop thread's
-stack for the handler run executing there, and once the loop beats again it logs the block
-once, with its length: "event loop blocked", seconds=5.0, by="run <trigger>/<run_id>".
+the loop; nothing else would say so. A small thread posts a probe to the loop (the loop runs it
+when it gets to it) and looks whether it ran. When a probe is pending past `stale_after`, the
+thread looks at the loop thread's stack for the handler run executing there, and once the probe
+runs it logs the block once, with its length: "event loop blocked", seconds=5.0,
+by="run <trigger>/<run_id>". The thread, not a task on the loop, keeps the time: an idle loop
+wakes only to run a probe (twice a second), and the watch costs no task.
 """
 
 from __future__ import annotations
@@ -12,54 +14,89 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 import anyio
+import sniffio
 
 from dataflow._core.logs import get_logger
 from dataflow.runtime._dispatcher import handler_code
 
 log = get_logger("dataflow.runtime")
-# Seconds between heartbeats on the loop, and between the watcher's looks: 8 wakes a second
-# when idle (0.1 s made it 20, most of an idle runtime's CPU); a block shorter than
-# `stale_after` + 2 beats may go unnamed.
-_BEAT = 0.25
+# Seconds between the watcher's looks (and probes): 2 wakes a second of the loop and 2 of the
+# thread when idle (a loop task beating every 0.1 s made 20, most of an idle runtime's CPU); a
+# block shorter than `stale_after` + one look may go unnamed.
+_LOOK = 0.5
 
 
 async def watch_event_loop(stale_after: float = 1.0) -> None:
-    """Beat a heartbeat until cancelled, while a daemon thread watches it."""
-    watcher = _Watcher(threading.get_ident(), stale_after)
+    """Watch the loop from a daemon thread until cancelled."""
+    watcher = _Watcher(threading.get_ident(), _poster(), stale_after)
     thread = threading.Thread(target=watcher.serve, name="dataflow-loop-watch", daemon=True)
-    watcher.beat = time.monotonic()
     thread.start()
     try:
-        while True:
-            watcher.beat = time.monotonic()
-            await anyio.sleep(_BEAT)
+        await anyio.sleep_forever()
     finally:
         watcher.stop.set()
 
 
+def _poster() -> Callable[[Callable[[], None]], None]:
+    """How a thread hands a callable to this loop to run soon (without waiting for it)."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+
+    def post(probe: Callable[[], None]) -> None:
+        loop.call_soon_threadsafe(probe)
+
+    return post
+
+
 class _Watcher:
-    def __init__(self, loop_thread: int, stale_after: float) -> None:
+    def __init__(
+        self, loop_thread: int, post: Callable[[Callable[[], None]], None], stale_after: float
+    ) -> None:
         self.loop_thread = loop_thread
+        self.post = post
         self.stale_after = stale_after
-        self.beat = 0.0  # written by the loop, read by the thread: a float swap is atomic
+        self.answered = threading.Event()  # set by the probe, on the loop
+        self.answered_at = 0.0  # written by the probe, read by the thread: a float swap is atomic
         self.stop = threading.Event()
 
     def serve(self) -> None:
-        blocked_since: float | None = None
+        posted = self._probe()
+        blocked = False
         culprits: list[str] = []
-        while not self.stop.wait(_BEAT):
-            beat = self.beat
-            if time.monotonic() - beat > self.stale_after:
-                if blocked_since is None:
-                    blocked_since, culprits = beat, self._runs_on_loop()
-            elif blocked_since is not None:
-                seconds = round(beat - blocked_since - _BEAT, 1)
-                by = ", ".join(f"run {c}" for c in culprits) or "code outside a handler run"
-                log.warning("event loop blocked", seconds=seconds, by=by)
-                blocked_since = None
+        while posted is not None and not self.stop.wait(_LOOK):
+            if self.answered.is_set():
+                if blocked:
+                    # The block began between the post and the next look: half a look is
+                    # the likeliest error either way.
+                    seconds = round(self.answered_at - posted - _LOOK / 2, 1)
+                    by = ", ".join(f"run {c}" for c in culprits) or "code outside a handler run"
+                    log.warning("event loop blocked", seconds=seconds, by=by)
+                    blocked = False
+                posted = self._probe()
+            elif not blocked and time.monotonic() - posted > self.stale_after:
+                blocked, culprits = True, self._runs_on_loop()
+
+    def _probe(self) -> float | None:
+        """Post a probe; when it was posted (None: the loop is closed, nothing to watch)."""
+        self.answered.clear()
+        try:
+            self.post(self._answer)
+        except RuntimeError:  # the loop closed between two looks
+            return None
+        return time.monotonic()
+
+    def _answer(self) -> None:
+        self.answered_at = time.monotonic()
+        self.answered.set()
 
     def _runs_on_loop(self) -> list[str]:
         """The handler runs on the loop thread's stack now (the one blocking it)."""

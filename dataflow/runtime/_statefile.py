@@ -14,7 +14,7 @@ from dataflow.state import SqliteStore, Store
 from dataflow.state._file import set_aside
 
 log = get_logger("dataflow.runtime")
-WATCH_INTERVAL = 1.0  # seconds between two looks at the state file's path
+WATCH_INTERVAL = 5.0  # seconds between two looks at the state file's path (each a thread hop)
 
 
 def open_state(path: Path, *, reset: bool = False) -> SqliteStore:
