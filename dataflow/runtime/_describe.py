@@ -99,7 +99,7 @@ def describe_declared(
 def _saved_state(workflow: str, store: Store | None) -> dict[str, list[StateEntry]]:
     by_trigger: dict[str, list[StateEntry]] = {}
     for trigger, key, value, updated_at in store.state_items(workflow) if store else []:
-        entry = StateEntry(key, value, updated_at, _token_time(value) if _is_token(key) else None)
+        entry = StateEntry(key, value, updated_at, token_time(value) if _is_token(key) else None)
         by_trigger.setdefault(trigger, []).append(entry)
     return by_trigger
 
@@ -108,7 +108,7 @@ def _is_token(key: str) -> bool:
     return key.split(":", 1)[0] == TOKEN_KEY
 
 
-def _token_time(value: str) -> datetime | None:
+def token_time(value: str) -> datetime | None:
     """The cluster time a resume token starts with (`_data` "82" + seconds + increment, hex)."""
     try:
         data = json.loads(value).get("_data")

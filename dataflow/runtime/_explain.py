@@ -9,6 +9,7 @@ names the nearest. A span lists the schedule's fire times and every ledger row i
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from dataflow._core.errors import SettingsError
 from dataflow.runtime._describe import run_json
 from dataflow.runtime._fire_words import FireWords
-from dataflow.state import FireEntry, RunRecord, Store
+from dataflow.state import FireEntry, Leases, RunRecord, Store
 from dataflow.triggers._cron.schedule import CronSchedule
 from dataflow.triggers._cron.zone import first_change
 from dataflow.triggers.cronjob import CronSpec
@@ -24,6 +25,7 @@ from dataflow.triggers.workflow import DeclaredTrigger
 
 MAX_FIRES = 1000  # fire times one answer lists at most (the oldest: a later --since goes on)
 RECENT = 10  # fire times listed without --at or --since
+RECENT_RUNS = 50  # a trigger's runs looked at to tell whether several replicas run it
 _TICK = timedelta(microseconds=1)
 
 
@@ -83,7 +85,7 @@ def explain_at(
             ]
         return [words.not_a_fire_time(instant)]
     found = [] if store is None else store.fires(workflow, trigger, since=instant, until=instant)
-    return [*_accounts(store, words, [instant], found, now)]
+    return [*_accounts(store, words, [instant], found, now, (workflow, trigger))]
 
 
 def explain_since(
@@ -105,7 +107,8 @@ def explain_since(
         if store is None
         else store.fires(workflow, trigger, since=start, until=until, limit=MAX_FIRES)
     )
-    return _accounts(store, FireWords(schedule), times[:MAX_FIRES], found, now)
+    words = FireWords(schedule)
+    return _accounts(store, words, times[:MAX_FIRES], found, now, (workflow, trigger))
 
 
 def _accounts(
@@ -114,11 +117,14 @@ def _accounts(
     times: list[datetime],
     found: list[FireEntry],
     now: datetime,
+    whose: tuple[str, str],
 ) -> list[FireAccount]:
+    """`whose`: the workflow and trigger the fires are of."""
     by_time = {entry.fire_at: entry for entry in found}
     every = sorted({t.astimezone(UTC) for t in times} | set(by_time))[:MAX_FIRES]
     ids = [e.run_id for e in found if e.run_id is not None]
     runs = {} if store is None or not ids else {r.run_id: r for r in store.runs_by_id(ids)}
+    words.replicas = several_replicas(store, *whose, runs.values())
     accounts = []
     for fire in every:
         entry = by_time.get(fire)
@@ -136,11 +142,27 @@ def ledger_accounts(
     since: datetime | None,
     limit: int,
     now: datetime,
+    here: str | None = None,
 ) -> list[FireAccount]:
-    """The trigger's ledger rows (newest first, at most `limit`) with their lines: the API."""
+    """The trigger's ledger rows (newest first, at most `limit`) with their lines: the API
+    (`here`: the replica asking, whose own runs need no replica named)."""
     found = store.fires(workflow, trigger, since=since, limit=limit)
     times = [entry.fire_at for entry in found]
-    return _accounts(store, FireWords(schedule), times, found, now)[::-1]
+    words = FireWords(schedule, here=here)
+    return _accounts(store, words, times, found, now, (workflow, trigger))[::-1]
+
+
+def several_replicas(
+    store: Store | None, workflow: str, trigger: str, runs: Iterable[RunRecord]
+) -> bool:
+    """Whether a line should name the replica that ran its fire: only where replicas share the
+    store and more than one ran the trigger (these runs or its last `RECENT_RUNS`). A store of
+    its own records each process's id, which says nothing about who ran a fire; a single
+    replica on a shared store would name itself on every line."""
+    if not isinstance(store, Leases):
+        return False
+    recent = store.runs(workflow, trigger, limit=RECENT_RUNS)
+    return len({run.replica for run in [*runs, *recent]} - {None}) > 1
 
 
 def _instant(schedule: CronSchedule, at: datetime) -> datetime:

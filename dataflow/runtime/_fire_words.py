@@ -15,12 +15,17 @@ _NO_ENTRY = (
 
 
 class FireWords:
-    """Words for one cron trigger's fires: times in its zone, to the second if it has seconds."""
+    """Words for one cron trigger's fires: times in its zone, to the second if it has seconds.
 
-    def __init__(self, schedule: CronSchedule) -> None:
+    `replicas`: several replicas run the trigger, so a run says which replica ran it, unless
+    it is `here` (the replica asking: the status page names only the others' runs).
+    """
+
+    def __init__(self, schedule: CronSchedule, *, here: str | None = None) -> None:
         self.schedule = schedule
         self.zone = schedule.timezone
         self._clock = "%H:%M:%S" if schedule.has_seconds else "%H:%M"
+        self.replicas, self.here = False, here
 
     def when(self, instant: datetime) -> str:
         """`2026-03-29 03:00 CEST`"""
@@ -82,6 +87,8 @@ class FireWords:
         short = f"run {run_id[:8]}"
         if run is None:
             return f"{short} (its record was pruned)"
+        if self.replicas and run.replica is not None and run.replica != self.here:
+            short += f" by replica {run.replica}"
         if run.status == "running":
             return f"{short}, running for {_seconds((now - run.started_at).total_seconds())}"
         if run.ended_at is None:  # interrupted: the process that ran it stopped

@@ -183,6 +183,7 @@ def test_buttons_come_with_the_token_and_a_wrong_one_gets_401(
         run_now.click()
     assert started.value.status == 202
     page.locator("#runs tbody tr.run").first.click()
+    expect(page.locator("#charts svg.chart circle").first).to_be_visible()  # in the picture
     shot = SCREENSHOT if os.environ.get("DATAFLOW_UPDATE_SCREENSHOT") == "1" else tmp_path / "p.png"
     page.screenshot(path=str(shot), full_page=True)
     retry = page.locator("#dead-letters tbody tr").first.get_by_role("button", name="Retry")
@@ -191,6 +192,37 @@ def test_buttons_come_with_the_token_and_a_wrong_one_gets_401(
     assert retried.value.status == 202
     expect(page.locator("#dead-letters tbody tr")).to_have_count(0, timeout=10_000)
     context.close()
+
+
+def test_the_charts_draw_a_point_for_each_of_the_demos_runs(demo: str, browser: Any) -> None:
+    """Every run of `sync_orders` finished before the page loaded is a point on its duration
+    and its fire lag chart; each chart draws as many points as it says it has data for."""
+    from playwright.sync_api import expect
+
+    points = _chart_points(demo, "sync_orders")  # a dead letter's retry has no fire lag
+    ends = time.monotonic() + 20
+    while not any(p["lag"] is not None for p in points) and time.monotonic() < ends:
+        time.sleep(0.2)  # run on its own, the test may come before the first fire
+        points = _chart_points(demo, "sync_orders")
+    drawn = {
+        kind: {p["run_id"] for p in points if p[kind] is not None} for kind in ("duration", "lag")
+    }
+    assert drawn["lag"], "the demo has not run sync_orders yet"
+    page = browser.new_page()
+    page.goto(demo)
+    row = page.locator('#charts tr[data-trigger="sync_orders"]')
+    expect(row.locator("svg.chart.duration circle").first).to_be_visible()
+    for kind in ("duration", "lag"):
+        count, circles, runs = row.locator(f"svg.chart.{kind}").evaluate(
+            "s => [Number(s.dataset.count), s.querySelectorAll('circle').length,"
+            " [...s.querySelectorAll('circle')].map(c => c.dataset.run)]"
+        )
+        assert count == circles >= len(drawn[kind])
+        assert drawn[kind] <= set(runs)
+    seed = page.locator('#charts tr[data-trigger="seed_source"]')
+    expect(seed.locator("svg.chart.lag")).to_have_attribute("data-count", "0")  # no schedule
+    expect(seed.locator("svg.chart.lag")).to_contain_text("no scheduled runs")
+    page.close()
 
 
 def test_the_fire_strip_shows_a_skipped_fire_with_its_reason(slow: str, browser: Any) -> None:
@@ -220,6 +252,12 @@ def _page_url(proc: subprocess.Popen[str]) -> str:
         elif event.get("event") == "workflow running":
             return url
     raise AssertionError("the demo never ran")
+
+
+def _chart_points(url: str, trigger: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(url + f"api/charts?trigger={trigger}", timeout=5) as response:
+        (series,) = json.loads(response.read())["triggers"]
+    return list(series["points"])
 
 
 def _next_finished_run(url: str, seen: set[str]) -> str:

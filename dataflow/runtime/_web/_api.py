@@ -23,6 +23,7 @@ from dataflow.runtime._describe import (
 )
 from dataflow.runtime._dispatcher import Dispatcher
 from dataflow.runtime._explain import cron_schedule_of, ledger_accounts
+from dataflow.runtime._metrics import RunMetrics
 from dataflow.runtime._web._server import Request, Response
 from dataflow.runtime._web._words import cron_in_words
 from dataflow.state import RunRecord, Store
@@ -43,6 +44,7 @@ class Served(Protocol):
     clock: Clock
     settings: Settings
     dispatcher: Dispatcher
+    metrics: RunMetrics  # its stream triggers' counters
     began_at: datetime | None
 
     @property
@@ -100,7 +102,7 @@ async def runs_page(served: Served, request: Request) -> dict[str, Any]:
         raise HttpRequestRefused(
             400, f"status={status!r} is not valid: use one of {_sorted(STATUSES)}"
         )
-    limit = _int(query, "limit", 50, 1, MAX_PAGE)
+    limit = int_param(query, "limit", 50, 1, MAX_PAGE)
     before = _time(query, "before")
     # A failed status also names the failed runs' index (what `failed_only` reads): a status
     # no run has then costs an index probe, not a scan of the whole history.
@@ -139,9 +141,9 @@ async def trigger_fires(served: Served, name: str, request: Request) -> dict[str
         schedule = cron_schedule_of(type(served.workflow).declared_trigger(name))
     except SettingsError as error:
         raise HttpRequestRefused(400, str(error)) from None
-    since, limit = _time(request.query, "since"), _int(request.query, "limit", 50, 1, MAX_PAGE)
+    since, limit = _time(request.query, "since"), int_param(request.query, "limit", 50, 1, MAX_PAGE)
     now, state = served.clock.now(), served.state
-    asked = (state, served.name, name, schedule, since, limit, now)
+    asked = (state, served.name, name, schedule, since, limit, now, served.settings.replica_id)
     accounts = await state.call(ledger_accounts, *asked)
     fires = [account.to_json(now) for account in accounts]
     return {"trigger": name, "timezone": schedule.timezone.key, "fires": fires}
@@ -160,7 +162,7 @@ def _sorted(values: frozenset[str]) -> str:
     return ", ".join(sorted(values))
 
 
-def _int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+def int_param(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = query.get(name)
     if not raw:
         return default

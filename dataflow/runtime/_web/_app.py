@@ -5,6 +5,7 @@ GET  /metrics                        Prometheus text (or OpenMetrics, by Accept)
 GET  /                               the status page
 GET  /api/workflow | /api/triggers | /api/runs | /api/runs/{id} | /api/dead-letters
 GET  /api/triggers/{name}/fires       a cron trigger's fire ledger (explain's lines)
+GET  /api/charts | /api/streams       run durations and fire lag; change streams and their oplog
 POST /api/triggers/{name}/run, /api/dead-letters/{id}/retry, /login   (with a token only)
 """
 
@@ -21,8 +22,10 @@ from prometheus_client.exposition import choose_encoder
 from dataflow._core.errors import HttpRequestRefused
 from dataflow.runtime._web import _actions, _api
 from dataflow.runtime._web._api import Served
+from dataflow.runtime._web._charts import run_charts
 from dataflow.runtime._web._page import render_page
 from dataflow.runtime._web._server import Request, Response
+from dataflow.runtime._web._streams import StreamsView
 
 READY_PHASE: Final = "running"
 Route = Callable[[Request, list[str]], Awaitable[Response]]
@@ -36,6 +39,7 @@ class StatusApp:
         self.registry = registry
         self.closing = False
         self.background: TaskGroup | None = None  # where dead-letter retries are awaited
+        self.streams = StreamsView(served.clock)
 
     async def __call__(self, request: Request) -> Response:
         parts = [part for part in request.path.split("/") if part]
@@ -76,6 +80,10 @@ class StatusApp:
             return await _api.one_run(served, parts[1])
         if parts == ["dead-letters"]:
             return await _api.dead_letters(served, request)
+        if parts == ["charts"]:
+            return await run_charts(served, request)
+        if parts == ["streams"]:
+            return await self.streams.streams(served)
         raise HttpRequestRefused(404, f"no API route /api/{'/'.join(parts)}: see docs/api.md")
 
     async def _post(self, request: Request, parts: list[str]) -> Response:
