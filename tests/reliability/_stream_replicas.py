@@ -44,7 +44,7 @@ class Feed(Workflow):
 
 
 def start_replica(
-    project: Path, schema: str, name: str, ttl: float, **extra: str
+    project: Path, schema: str, name: str, ttl: float, state_url: str = "", **extra: str
 ) -> DataflowProcess:
     """`python -m dataflow run feed` as replica `name`, serving /healthz on a port of its own."""
     return DataflowProcess(
@@ -53,7 +53,7 @@ def start_replica(
         "feed",
         preexec=None,
         DATAFLOW_STATE_PATH="",
-        DATAFLOW_STATE_URL=schema_url(schema),
+        DATAFLOW_STATE_URL=state_url or schema_url(schema),
         DATAFLOW_REPLICA_ID=name,
         DATAFLOW_REPLICA_TTL=str(ttl),
         DATAFLOW_GRACE_PERIOD="2",
@@ -64,12 +64,12 @@ def start_replica(
 
 @contextmanager
 def owner_and_standby(
-    project: Path, schema: str, url: str, ttl: float, **extra: str
+    project: Path, schema: str, url: str, ttl: float, a_state_url: str = "", **extra: str
 ) -> Iterator[tuple[DataflowProcess, DataflowProcess]]:
-    """Replica `a` started first (it takes the stream's lease), then `b` (on standby); both
-    killed at the end if still running."""
+    """Replica `a` started first (it takes the stream's lease; `a_state_url`: its own way to
+    the database), then `b` (on standby); both killed at the end if still running."""
     write_workflow(project, "feed", STREAM.format(url=url))
-    a = start_replica(project, schema, "a", ttl, **extra)
+    a = start_replica(project, schema, "a", ttl, a_state_url, **extra)
     try:
         a.wait_for("change stream lease taken", timeout=30)
         a.wait_for("workflow running", timeout=30)

@@ -17,6 +17,7 @@ import pytest
 
 from tests._change_stream_peer import change_streams, open_oplog, token
 from tests.reliability._proc import run_cli, wait_for_file
+from tests.reliability._proxy import TcpProxy
 from tests.reliability._stream_replicas import (
     PositionWatch,
     handled,
@@ -156,3 +157,33 @@ def _ended_rows(schema: str, replica: str) -> list[tuple[object, ...]]:
     return sql(
         schema, f"SELECT status FROM runs WHERE replica = '{replica}' AND status <> 'running'"
     )
+
+
+def test_an_owner_losing_the_database_leaves_the_stream_and_rejoins_as_standby(
+    tmp_path: Path,
+) -> None:
+    """a reaches PostgreSQL through a proxy that goes down: a says once that it left the stream
+    (it cannot renew its lease, so it stops reading before the lease expires); b takes over
+    once it expired and handles what comes meanwhile. The proxy comes back: a says so once and
+    stands by (b owns the stream). Every event handled once, in order."""
+    with fresh_schema() as schema, open_oplog() as oplog, TcpProxy(5432) as proxy:
+        url = oplog.mongo.url("shop")
+        proxied = schema_url(schema).replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        with owner_and_standby(tmp_path, schema, url, TTL, proxied) as (a, b):
+            oplog.updates(10)
+            a.wait_until(lambda: saved_position(schema) == 10, "a saving event 10")
+            proxy.down()
+            a.wait_for("state store unreachable: left the change stream")
+            b.wait_for("change stream lease taken", term=2, timeout=TTL + 10)
+            oplog.updates(10)
+            b.wait_until(lambda: saved_position(schema) == 20, "b saving event 20")
+            proxy.up()
+            a.wait_for("state store reachable again: taking the change stream lease")
+            oplog.updates(5)
+            b.wait_until(lambda: saved_position(schema) == 25, "b saving event 25")
+            assert a.stop(signal.SIGTERM).code == 0, a.stderr
+            assert b.stop(signal.SIGTERM).code == 0, b.stderr
+    assert handled(tmp_path) == [(n, "a") for n in range(1, 11)] + [(n, "b") for n in range(11, 26)]
+    assert len(a.events("state store unreachable: left the change stream")) == 1
+    assert len(a.events("state store reachable again: taking the change stream lease")) == 1
+    assert a.events("change stream lease lost: stopped reading") == []  # said as unreachable
