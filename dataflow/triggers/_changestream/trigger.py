@@ -4,6 +4,10 @@
 returns (an idle stream within `max_await_time`). If the runtime cancels anyway (grace over),
 the pump is told to stop, its calls into the loop are cancelled, a sync handler sees
 `current_run().cancelled`, and it gets a second to return before its thread is abandoned.
+
+On a store replicas share the stream is read only while this replica holds its lease
+(`ownership`), each position save fenced by the lease's term; a lost lease ends the read (the
+event in hand is finished) and the trigger stands by until it can take the lease again.
 """
 
 from __future__ import annotations
