@@ -30,6 +30,7 @@ BENCHMARKS = (
     "cli_startup",
     "overload",
     "many_triggers",
+    "stream_failover",
 )
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.md"
 

@@ -37,6 +37,7 @@ class Sizes:
     overload_triggers: int = 2_000  # one-second cron triggers in the overload run
     overload_seconds: float = 60.0  # how long the overload run serves them
     many_triggers: int = 100_000  # yearly cron triggers started and stopped
+    failovers: int = 5  # change-stream failovers timed per signal (kill -9, SIGTERM)
     parallel: bool = False  # run independent children at once (only sane for smoke runs)
 
     @classmethod
@@ -52,6 +53,7 @@ class Sizes:
             overload_triggers=50,
             overload_seconds=3.0,
             many_triggers=200,
+            failovers=1,
             parallel=True,
         )
 

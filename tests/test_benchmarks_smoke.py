@@ -33,6 +33,7 @@ def test_quick_run_prints_and_writes_a_row_for_every_benchmark(tmp_path: Path) -
         assert any(row.startswith(f"| {benchmark}") for row in rows), benchmark
     assert any(row.startswith(("| 3. ", "| change_events: not run")) for row in rows)
     assert any(row.startswith(("| 4. SQL", "| load_sql: not run")) for row in rows)
+    assert any(row.startswith(("| 8. ", "| stream_failover: not run")) for row in rows)
     assert not [row for row in rows if ": failed" in row]
     assert "## Machine" in written and "CPU:" in written
 

@@ -27,7 +27,7 @@ from dataflow.runtime._describe import (
     run_json,
 )
 from dataflow.state import DeadLetter, RunRecord
-from dataflow.state._leases import Replica
+from dataflow.state._leases import Lease, Replica
 
 _VALUE_WIDTH = 24  # a saved value (resume token, watermark) is cut to this in a table
 _SECONDS = frozenset({"misfire_grace", "jitter", "timeout", "retry_delay", "checkpoint_interval"})
@@ -96,7 +96,7 @@ def _trigger_row(info: TriggerInfo, now: datetime) -> list[str]:
         policy or "-",
         "\n".join(zone_time(t) for t in info.next_fires) or "-",
         "\n".join(utc_time(t) for t in info.next_fires) or "-",
-        "\n".join(_state_lines(info.state, now)) or "-",
+        "\n".join(_owner_lines(info.owner) + _state_lines(info.state, now)) or "-",
     ]
 
 
@@ -104,6 +104,15 @@ def _option(key: str, value: Any) -> str:
     if key in _SECONDS and isinstance(value, int | float):
         return f"{value:g}s"
     return str(value)
+
+
+def _owner_lines(owner: Lease | None) -> list[str]:
+    """Which replica reads a change stream (on a store replicas share)."""
+    if owner is None:
+        return []
+    if owner.live:
+        return [f"owned by {owner.holder} (term {owner.term})"]
+    return [f"owned by none (lease of {owner.holder} expired or released)"]
 
 
 def _state_lines(state: Sequence[StateEntry], now: datetime) -> list[str]:

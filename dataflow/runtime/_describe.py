@@ -19,11 +19,12 @@ from typing import Any
 
 from dataflow._core.redact import redact_text
 from dataflow.state import DeadLetter, RunRecord, SqliteStore, Store
-from dataflow.state._leases import Leases, Replica
+from dataflow.state._leases import Lease, Leases, Replica
 from dataflow.triggers._changestream.policy import TOKEN_KEY
 from dataflow.triggers._cron.trigger import LAST_FIRE
 from dataflow.triggers.workflow import DeclaredTrigger, Workflow
 
+STREAM_KIND = "mongodb_change_stream"  # the kind of trigger that has a lease
 _QUALIFIED = re.compile(r"^(?:\w+\.)+(?=\w+:)")  # `pkg.mod.` before an exception's class name
 
 
@@ -46,9 +47,10 @@ class TriggerInfo:
     policy: dict[str, Any] = field(default_factory=dict)
     next_fires: list[datetime] = field(default_factory=list)  # aware, in the trigger's zone
     state: list[StateEntry] = field(default_factory=list)
+    owner: Lease | None = None  # a change stream's lease, on a store replicas share
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        shown = {
             "name": self.name,
             "kind": self.kind,
             "source": self.source,
@@ -57,6 +59,20 @@ class TriggerInfo:
             "next": [{"local": t, "utc": t.astimezone(UTC)} for t in self.next_fires],
             "state": [dataclasses.asdict(entry) for entry in self.state],
         }
+        if self.owner is not None:
+            shown["owner"] = owner_json(self.owner)
+        return shown
+
+
+def owner_json(lease: Lease) -> dict[str, Any]:
+    """Who reads a change stream: the lease's holder while it is live (`live`: false, it
+    expired or was released, and the next replica to try takes it)."""
+    return {
+        "replica": lease.holder,
+        "term": lease.term,
+        "expires_at": lease.expires_at,
+        "live": lease.live,
+    }
 
 
 def open_existing_store(path: Path) -> SqliteStore | None:
@@ -70,10 +86,19 @@ def describe_triggers(
     workflow_class: type[Workflow], store: Store | None, now: datetime, next_n: int
 ) -> list[TriggerInfo]:
     saved = _saved_state(workflow_class.workflow_name, store)
-    return [
+    infos = [
         describe_declared(workflow_class, declared, saved.get(declared.name, []), now, next_n)
         for declared in workflow_class.__triggers__
     ]
+    if not isinstance(store, Leases):
+        return infos
+    return [dataclasses.replace(info, owner=_owner(store, workflow_class, info)) for info in infos]
+
+
+def _owner(store: Leases, workflow_class: type[Workflow], info: TriggerInfo) -> Lease | None:
+    if info.kind != STREAM_KIND:
+        return None
+    return store.lease(workflow_class.workflow_name, info.name)
 
 
 def describe_declared(

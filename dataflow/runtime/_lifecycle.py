@@ -87,6 +87,13 @@ class Runtime:
             return "stopping"
         return "running" if self.started.is_set() else "starting"
 
+    @property
+    def standby(self) -> bool:
+        """On a store replicas share: this replica's change streams are all read by other
+        replicas (it holds none of their leases); it takes one over when its owner goes."""
+        leased = self.metrics.streams.leased()
+        return bool(leased) and not any(leased)
+
     def stop(self) -> None:
         """First call: stop firing and let runs finish within the grace period."""
         if not self.stopping.is_set():
@@ -155,6 +162,8 @@ class Runtime:
             stopping=self.stopping,
             interrupted=interrupted or {},
             recovered=self.presence.recovered,
+            replica_id=self.settings.replica_id,
+            replica_ttl=self.settings.replica_ttl,
         )
 
     async def _run(self, triggers: list[Trigger]) -> None:

@@ -61,7 +61,7 @@ class RunMetrics:
     def count_claims(self, store: Store) -> None:
         """On a store replicas share: fire claims won and lost (another replica had them)."""
         if isinstance(store, Leases):
-            self.registry.register(ClaimCollector(self.workflow, store))
+            self.registry.register(ClaimCollector(self.workflow, store, self.streams))
 
     def watch(self, triggers: Iterable[Trigger]) -> None:
         """Show every trigger from the start (in-flight 0) and read stream triggers' stats."""
@@ -126,6 +126,11 @@ class StreamCollector(Collector):
         self.now = now
         self.triggers: list[Trigger] = []
 
+    def leased(self) -> list[bool]:
+        """Whether this replica holds each stream's lease (streams without a lease: left out)."""
+        found = [trigger.stream_stats() for trigger in self.triggers]
+        return [s.leased for s in found if s is not None and s.leased is not None]
+
     def collect(self) -> Iterator[Metric]:
         events = CounterMetricFamily(
             "dataflow_change_events", "Change events handled", labels=_LABELS
@@ -155,11 +160,12 @@ class StreamCollector(Collector):
 
 
 class ClaimCollector(Collector):
-    """Reads the store's claim counts when Prometheus scrapes."""
+    """Reads the store's claim counts, and the stream leases held, when Prometheus scrapes."""
 
-    def __init__(self, workflow: str, store: Leases) -> None:
+    def __init__(self, workflow: str, store: Leases, streams: StreamCollector) -> None:
         self.workflow = workflow
         self.store = store
+        self.streams = streams
 
     def collect(self) -> Iterator[Metric]:
         claims = CounterMetricFamily(
@@ -170,3 +176,10 @@ class ClaimCollector(Collector):
         for outcome, count in sorted(self.store.claim_counts().items()):
             claims.add_metric([self.workflow, outcome], count)
         yield claims
+        leases = GaugeMetricFamily(
+            "dataflow_replica_leases",
+            "Change-stream leases this replica holds (the streams it reads)",
+            labels=["workflow"],
+        )
+        leases.add_metric([self.workflow], sum(self.streams.leased()))
+        yield leases

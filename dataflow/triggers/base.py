@@ -67,6 +67,9 @@ class TriggerContext:
     # while running (replicas): runs a dead replica left unfinished, handed to this one to
     # catch up; the cron scheduler reads them
     recovered: MemoryObjectReceiveStream[list[RunRecord]] | None = None
+    # on a store replicas share: this replica's id (a stream lease's holder) and its TTL
+    replica_id: str = ""
+    replica_ttl: float = 15.0
 
 
 @dataclass
@@ -81,6 +84,9 @@ class StreamStats:
     reopens: int = 0
     invalidations: int = 0
     history_gaps: int = 0
+    # on a store replicas share: whether this replica holds the stream's lease (reads it);
+    # None: no lease (a store of its own, read by its one process)
+    leased: bool | None = None
 
     def token_age(self, now: datetime) -> float | None:
         """Seconds since the position was last saved (None: not saved by this process)."""

@@ -50,6 +50,9 @@ class Served(Protocol):
     @property
     def phase(self) -> str: ...
 
+    @property
+    def standby(self) -> bool: ...
+
 
 def json_response(value: Any, status: int = 200) -> Response:
     text = json.dumps(masked(value), default=json_default)  # no secret in any answer

@@ -1,6 +1,7 @@
 """The runtime's HTTP routes: health, Prometheus metrics, the status page and its JSON API.
 
-GET  /healthz                        200 while the triggers serve, else 503 (starting, stopping)
+GET  /healthz                        200 while the triggers serve (`standby`: a replica whose
+                                     change streams other replicas own), else 503
 GET  /metrics                        Prometheus text (or OpenMetrics, by Accept)
 GET  /                               the status page
 GET  /api/workflow | /api/triggers | /api/runs | /api/runs/{id} | /api/dead-letters
@@ -28,6 +29,7 @@ from dataflow.runtime._web._server import Request, Response
 from dataflow.runtime._web._streams import StreamsView
 
 READY_PHASE: Final = "running"
+STANDBY: Final = "standby"  # running, its change streams owned by other replicas: still 200
 Route = Callable[[Request, list[str]], Awaitable[Response]]
 
 
@@ -100,5 +102,8 @@ class StatusApp:
 
     def _health(self) -> Response:
         phase = "stopping" if self.closing else self.served.phase
+        ready = phase == READY_PHASE
+        if ready and self.served.standby:
+            phase = STANDBY
         body = json.dumps({"status": phase}).encode() + b"\n"
-        return Response(200 if phase == READY_PHASE else 503, body, "application/json")
+        return Response(200 if ready else 503, body, "application/json")

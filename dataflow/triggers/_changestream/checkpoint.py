@@ -8,8 +8,9 @@ called from the trigger's worker thread.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import bson
@@ -18,7 +19,7 @@ from bson.json_util import CANONICAL_JSON_OPTIONS
 from bson.raw_bson import RawBSONDocument
 
 from dataflow._core.clock import Clock
-from dataflow.state import Store
+from dataflow.state import Leases, Store
 from dataflow.triggers._changestream.policy import TOKEN_KEY
 
 Token = Mapping[str, Any]
@@ -46,6 +47,12 @@ class Checkpoint:
         self.clock = clock
         self.token: Token | None = None  # the last token saved (or loaded)
         self.saved_at: datetime | None = None  # when this process last saved it
+        self._save_position: Callable[[str, str, str, str], None] = store.save_position
+
+    def fence(self, store: Leases, term: int) -> None:
+        """Save only while `term` holds the stream's lease (replicas): once another replica
+        took it, a save raises LeaseLost and the position stays where the new owner put it."""
+        self._save_position = partial(store.save_position, term=term)
 
     def load(self) -> Token | None:
         raw = self.store.load_position(self.workflow, self.trigger, self.key)
@@ -58,7 +65,7 @@ class Checkpoint:
             token = bson.decode(token.raw)
         if token is None or token == self.token:
             return
-        self.store.save_position(self.workflow, self.trigger, self.key, dumps(token))
+        self._save_position(self.workflow, self.trigger, self.key, dumps(token))
         self.token, self.saved_at = token, self.clock.now()
 
     def due(self, interval: float) -> bool:

@@ -4,6 +4,10 @@
 returns (an idle stream within `max_await_time`). If the runtime cancels anyway (grace over),
 the pump is told to stop, its calls into the loop are cancelled, a sync handler sees
 `current_run().cancelled`, and it gets a second to return before its thread is abandoned.
+
+On a store replicas share the stream is read only while this replica holds its lease
+(`ownership`), each position save fenced by the lease's term; a lost lease ends the read (the
+event in hand is finished) and the trigger stands by until it can take the lease again.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -19,12 +24,14 @@ import bson.errors
 from anyio.abc import TaskStatus
 
 from dataflow._core import offload
-from dataflow._core.errors import SettingsError
+from dataflow._core.errors import LeaseLost, SettingsError
 from dataflow._core.handlers import is_async_handler
 from dataflow.connection._mongo import Document
+from dataflow.state import Leases
 from dataflow.triggers._changestream.bridge import LoopBridge, set_when
 from dataflow.triggers._changestream.checkpoint import loads
 from dataflow.triggers._changestream.events import decode_letter, event_time
+from dataflow.triggers._changestream.ownership import Ownership, end_cut_batch
 from dataflow.triggers._changestream.policy import StreamOptions, describe_source, describe_stream
 from dataflow.triggers._changestream.pump import Pump
 from dataflow.triggers._changestream.source import StreamSource
@@ -112,18 +119,42 @@ class ChangeStreamTrigger(Trigger):
     async def serve(
         self, ctx: TriggerContext, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        bridge = LoopBridge(ctx.clock, ctx.stopping)
+        """On a store replicas share, the stream is read while this replica owns its lease
+        (`ownership`); on a store of its own, always."""
+        lease = Ownership.of(ctx, self.name, self.stats)
+        if lease is None:
+            await self.read_stream(ctx, ctx.stopping, task_status=task_status)
+            return
+        read = partial(self.read_stream, ctx)
+        await lease.serve(read, ctx.stopping, task_status=task_status)
+
+    async def read_stream(
+        self,
+        ctx: TriggerContext,
+        leaving: anyio.Event,
+        term: int | None = None,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Read until `leaving` (the runtime stops, or the lease is lost); with `term`, every
+        position save is fenced by it."""
+        bridge = LoopBridge(ctx.clock, leaving)
         pump = Pump(self, ctx, StreamSource(self.spec), bridge)
+        if term is not None and isinstance(ctx.state, Leases):
+            pump.checkpoint.fence(ctx.state, term)
         limiter = anyio.CapacityLimiter(1)  # the pump's own thread: never waits for a token
         try:
             async with anyio.create_task_group() as tg:
                 # tracked: a pump thread stuck in a handler must not keep the process alive
                 start, serve = offload.tracked(pump.start), offload.tracked(pump.serve_events)
                 await anyio.to_thread.run_sync(start, abandon_on_cancel=True, limiter=limiter)
-                tg.start_soon(set_when, ctx.stopping, pump.stop.set)
+                tg.start_soon(set_when, leaving, pump.stop.set)
                 task_status.started()
                 await anyio.to_thread.run_sync(serve, abandon_on_cancel=True, limiter=limiter)
                 tg.cancel_scope.cancel()
+        except* LeaseLost:
+            await end_cut_batch(ctx, pump.batch)
+            raise
         finally:
             pump.halt()
             bridge.cancel()
