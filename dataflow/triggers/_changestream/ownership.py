@@ -39,6 +39,7 @@ log = get_logger("dataflow.trigger")
 T = TypeVar("T")
 
 STANDBY_POLL = 1.0  # seconds between a standby's tries: failover after a clean stop
+OPEN_RETRY_MAX = 30.0  # seconds: the longest wait after a takeover whose stream did not open
 RELEASE_WAIT = 2.0  # seconds a release may take on the way out
 TRUST = 2 / 3  # of the TTL after a renewal was sent: the owner reads the stream until then
 
@@ -107,8 +108,30 @@ class Ownership:
         else:
             await self._say_standby()
         ready.started()  # once only: the stream may have said so already
+        delay = 0.0
         while await self.take(stopping):
-            await self.own(read, stopping)
+            delay = await self._own_taken(read, stopping, delay)
+            await _nap(self.clock, delay, stopping)
+
+    async def _own_taken(self, read: ReadStream, stopping: anyio.Event, delay: float) -> float:
+        """Own a lease taken over; the wait before the next try. A stream that does not open
+        (MongoDB unreachable as the owner died with it) must not end this replica, and then
+        the next standby, and the next: the lease is released, said once per try, tried again
+        after a growing wait. An error once the stream was open is the trigger's, as ever."""
+        opened = _Ready(anyio.TASK_STATUS_IGNORED)
+        try:
+            await self.own(read, stopping, task_status=opened)
+        except Exception as exc:
+            if opened.said:
+                raise
+            delay = min(max(delay * 2, STANDBY_POLL), OPEN_RETRY_MAX)
+            log.error(
+                "change stream not opened after taking its lease: released, trying again",
+                error=one_line(_first(exc)),
+                retry_in=delay,
+            )
+            return delay
+        return 0.0
 
     async def take(self, stopping: anyio.Event) -> bool:
         """Wait until this replica holds the lease (True), or the runtime stops (False)."""
@@ -261,7 +284,16 @@ class _Ready:
             self.status.started()
 
 
+def _first(error: BaseException) -> BaseException:
+    """The first error in a (nested) exception group: the one to name."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
 async def _nap(clock: Clock, seconds: float, stopping: anyio.Event) -> None:
+    if not seconds:
+        return
     async with anyio.create_task_group() as tg:
         tg.start_soon(set_when, stopping, tg.cancel_scope.cancel)
         await clock.sleep(seconds)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any, TypeVar, cast
 
 import anyio
@@ -19,10 +20,10 @@ import pytest
 from anyio.abc import TaskStatus
 from structlog.testing import capture_logs
 
-from dataflow._core.errors import LeaseLost, StateStoreError
+from dataflow._core.errors import DataflowError, LeaseLost, StateStoreError
 from dataflow.state import Leases
 from dataflow.testing import FakeClock
-from dataflow.triggers._changestream.ownership import STANDBY_POLL, Ownership
+from dataflow.triggers._changestream.ownership import OPEN_RETRY_MAX, STANDBY_POLL, Ownership
 from dataflow.triggers.base import StreamStats
 
 pytestmark = pytest.mark.anyio
@@ -97,11 +98,15 @@ class Reader:
         self.reads: list[tuple[int, float]] = []  # term, monotonic time it began
         self.left: list[float] = []
         self.refuse_save = False  # the next read ends with a refused position save
+        self.unopenable = 0  # reads that fail before the stream is open (MongoDB unreachable)
 
     async def __call__(
         self, leaving: anyio.Event, term: int, *, task_status: TaskStatus[None]
     ) -> None:
         self.reads.append((term, self.clock.monotonic()))
+        if self.unopenable:
+            self.unopenable -= 1
+            raise DataflowError("MongoDB at mongodb://db:27017 not reached: connection refused")
         task_status.started()
         if self.refuse_save:
             self.refuse_save = False
@@ -243,3 +248,30 @@ async def test_a_refused_position_save_ends_the_read_with_one_line() -> None:
     assert read_a.reads == [(1, 0.0)]
     [lost] = events(logs, "change stream lease lost: stopped reading")
     assert lost["term"] == 1 and "position write was refused" in lost["why"]
+
+
+async def test_a_stream_that_does_not_open_after_a_takeover_releases_and_retries() -> None:
+    """a stops; b takes over but its stream does not open (MongoDB went with a): b releases the
+    lease, says so each try, waits 1, 2, 4 s before the next, and reads once it opens. Nothing
+    raises out of b: a replica must not die, and the next standby after it, on a takeover."""
+    clock = FakeClock(T0)
+    db = Database(clock)
+    read_a, read_b = Reader(clock, "a"), Reader(clock, "b")
+    read_b.unopenable = 3
+    a, b = owner(Replica(db), "a", clock), owner(Replica(db), "b", clock)
+    stop_a, stop_b = anyio.Event(), anyio.Event()
+    with capture_logs() as logs:
+        async with clock.autojump(), anyio.create_task_group() as tg:
+            await tg.start(a.serve, read_a, stop_a)
+            await tg.start(b.serve, read_b, stop_b)
+            stop_a.set()
+            await until(lambda: bool(b.stats.leased) and len(read_b.reads) == 4, clock)
+            stop_b.set()
+    terms, began = zip(*read_b.reads, strict=True)
+    assert terms == (2, 3, 4, 5)  # each try a new lease: released between them
+    waits = [round(later - earlier, 1) for earlier, later in pairwise(began)]
+    assert waits == [1.0, 2.0, 4.0] and max(waits) <= OPEN_RETRY_MAX
+    failed = events(logs, "change stream not opened after taking its lease: released, trying again")
+    assert [line["retry_in"] for line in failed] == [1.0, 2.0, 4.0]
+    assert "connection refused" in failed[0]["error"]
+    assert read_b.left  # it read, and left at the stop
