@@ -22,6 +22,7 @@ from dataflow.runtime._describe import (
     error_summary,
     last_fire,
     letter_json,
+    replica_json,
     run_duration,
     run_elapsed,
     run_json,
@@ -46,7 +47,7 @@ def show_triggers(
     if as_json:
         shown = {"workflow": workflow, "now": now, "triggers": [i.to_json() for i in infos]}
         if replicas:
-            shown["replicas"] = [_replica_json(replica, live) for replica, live in replicas]
+            shown["replicas"] = [replica_json(replica, live) for replica, live in replicas]
         print_json(shown)
         return
     _trigger_table(infos, now)
@@ -56,16 +57,6 @@ def show_triggers(
             [r.replica_id, utc_time(r.last_heartbeat), _liveness(r, live)] for r, live in replicas
         ]
         print_table(("REPLICA", "LAST HEARTBEAT (UTC)", "STATUS"), rows)
-
-
-def _replica_json(replica: Replica, live: bool) -> dict[str, Any]:
-    return {
-        "replica": replica.replica_id,
-        "started_at": replica.started_at,
-        "last_heartbeat": replica.last_heartbeat,
-        "silent_seconds": round(replica.silent_for.total_seconds(), 3),
-        "live": live,
-    }
 
 
 def _liveness(replica: Replica, live: bool) -> str:

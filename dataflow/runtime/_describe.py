@@ -215,3 +215,14 @@ def replicas_of(store: Store | None, workflow: str, ttl: float) -> list[tuple[Re
     if not isinstance(store, Leases):
         return []
     return [(r, r.silent_for.total_seconds() < ttl) for r in store.replicas(workflow)]
+
+
+def replica_json(replica: Replica, live: bool) -> dict[str, Any]:
+    """One replica as `list --json` and the status page show it."""
+    return {
+        "replica": replica.replica_id,
+        "started_at": replica.started_at,
+        "last_heartbeat": replica.last_heartbeat,
+        "silent_seconds": round(replica.silent_for.total_seconds(), 3),
+        "live": live,
+    }

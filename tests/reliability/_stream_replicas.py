@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests._change_stream_peer import position_of
 from tests.reliability._proc import DataflowProcess, write_workflow
@@ -104,6 +105,13 @@ def health(process: DataflowProcess) -> tuple[int, str]:
     url = process.wait_for("serving metrics")["health"]
     with urllib.request.urlopen(url, timeout=5) as answer:
         return answer.status, json.loads(answer.read())["status"]
+
+
+def page_json(process: DataflowProcess, path: str) -> Any:
+    """One answer of the replica's status-page API (`/api/...`)."""
+    health_url = process.wait_for("serving metrics")["health"]
+    with urllib.request.urlopen(health_url.replace("/healthz", path), timeout=5) as answer:
+        return json.loads(answer.read())
 
 
 def leases_metric(process: DataflowProcess) -> float:

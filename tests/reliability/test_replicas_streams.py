@@ -24,6 +24,7 @@ from tests.reliability._stream_replicas import (
     health,
     leases_metric,
     owner_and_standby,
+    page_json,
     saved_position,
 )
 from tests.state._pg_store import fresh_schema, schema_url, sql
@@ -47,6 +48,8 @@ def test_kill_9_of_the_owner_hands_the_stream_to_the_standby_from_the_saved_toke
         with owner_and_standby(tmp_path, schema, url, TTL) as (a, b):
             assert health(a) == (200, "running") and leases_metric(a) == 1
             assert health(b) == (200, "standby") and leases_metric(b) == 0
+            seen_by_b = page_json(b, "/api/workflow")
+            [stream] = page_json(b, "/api/triggers")
             oplog.updates(events)
             a.wait_until(lambda: len(handled(tmp_path)) >= 100, "100 events handled by a")
             a.signal(signal.SIGKILL)
@@ -62,6 +65,9 @@ def test_kill_9_of_the_owner_hands_the_stream_to_the_standby_from_the_saved_toke
             assert health(b) == (200, "running") and leases_metric(b) == 1
             assert b.stop(signal.SIGTERM).code == 0, b.stderr
     assert took <= TAKEOVER_BOUND, f"b took the stream {took:.1f}s after the kill"
+    assert (seen_by_b["replica"], seen_by_b["standby"]) == ("b", True)  # the status page
+    assert {(r["replica"], r["live"]) for r in seen_by_b["replicas"]} == {("a", True), ("b", True)}
+    assert (stream["owner"]["replica"], stream["owner"]["live"]) == ("a", True)
     ids = [n for n, _ in handled(tmp_path)]
     assert {r for _, r in by_a} == {"a"} and [n for n, _ in by_a] == list(range(1, len(by_a) + 1))
     assert 0 <= len(by_a) - saved <= 1  # handled, not yet saved: the event in flight

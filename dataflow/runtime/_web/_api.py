@@ -19,6 +19,8 @@ from dataflow.runtime._describe import (
     json_default,
     letter_json,
     masked,
+    replica_json,
+    replicas_of,
     run_json,
 )
 from dataflow.runtime._dispatcher import Dispatcher
@@ -26,7 +28,7 @@ from dataflow.runtime._explain import cron_schedule_of, ledger_accounts
 from dataflow.runtime._metrics import RunMetrics
 from dataflow.runtime._web._server import Request, Response
 from dataflow.runtime._web._words import cron_in_words
-from dataflow.state import RunRecord, Store
+from dataflow.state import Leases, RunRecord, Store
 from dataflow.triggers.workflow import Workflow
 
 NEXT_FIRES = 5  # next fire times shown per trigger
@@ -75,6 +77,21 @@ async def workflow_info(served: Served) -> dict[str, Any]:
         "now": now,
         "state": served.settings.state_location(served.name),
         "actions": served.settings.http_token is not None,
+        **await _replicas_info(served),
+    }
+
+
+async def _replicas_info(served: Served) -> dict[str, Any]:
+    """On a store replicas share: this replica, whether it stands by, every replica heard
+    from (which stream each owns is in /api/triggers); nothing on a store of its own."""
+    state, settings = served.state, served.settings
+    if not isinstance(state, Leases):
+        return {}
+    found = await state.call(replicas_of, state, served.name, settings.replica_ttl)
+    return {
+        "replica": settings.replica_id,
+        "standby": served.standby,
+        "replicas": [replica_json(replica, live) for replica, live in found],
     }
 
 
