@@ -6,7 +6,8 @@ then runs the trigger's own code (source, pump, dispatcher, checkpoint) on the f
 The stream behaves like pymongo's `ChangeStream` as the trigger uses it: `try_next()` returns
 the next event or None, `resume_token` is the last returned event's `_id`, `alive`, `close()`.
 Watched through `with_options(codec_options=<RawBSONDocument>)`, as the trigger watches, it
-hands out each event as its BSON bytes (encoded once, before the clock starts), as pymongo does.
+hands out each event as its BSON bytes (encoded once, before the clock starts) in the codec's
+document class, as pymongo does.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class InMemoryChangeStream:
         self.drained = threading.Event()
 
     def read_raw(self, codec: CodecOptions[RawBSONDocument]) -> None:
-        self._served = [RawBSONDocument(bson.encode(e), codec) for e in self._events]
+        self._served = [codec.document_class(bson.encode(e), codec) for e in self._events]
 
     def try_next(self) -> Any:
         if self.first_read is None:
@@ -78,6 +79,16 @@ class InMemoryChangeStream:
             self.drained.set()
         time.sleep(_EMPTY_WAIT)
         return None
+
+    @property
+    def _cursor(self) -> InMemoryChangeStream:
+        """pymongo's stream reads its cursor, whose `_data` holds the events of the last
+        getMore not handed out yet; here every event not handed out is such a one."""
+        return self
+
+    @property
+    def _data(self) -> range:
+        return range(len(self._served) - self._next)
 
     def close(self) -> None:
         self.alive = False
@@ -107,7 +118,7 @@ class _InMemoryClient:
         return self
 
     def with_options(self, *, codec_options: CodecOptions[Any]) -> _InMemoryClient:
-        if codec_options.document_class is RawBSONDocument:
+        if issubclass(codec_options.document_class, RawBSONDocument):
             self.stream.read_raw(codec_options)
         return self
 

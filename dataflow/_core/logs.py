@@ -246,6 +246,16 @@ def get_logger(name: str = "dataflow") -> Any:
 
 def debug_enabled() -> bool:
     """Whether a debug line would be written: code that logs once per change event asks first
-    (a call filtered out still binds a logger, some microseconds each)."""
-    check = getattr(structlog.get_config()["wrapper_class"], "is_enabled_for", None)
-    return True if check is None else bool(check(None, logging.DEBUG))
+    (a call filtered out still binds a logger, some microseconds each). The answer is kept per
+    wrapper class (a new configuration brings a new one)."""
+    wrapper = structlog.get_config()["wrapper_class"]
+    known = _debug_by_wrapper.get(wrapper)
+    if known is None:
+        check = getattr(wrapper, "is_enabled_for", None)
+        known = _debug_by_wrapper[wrapper] = (
+            True if check is None else bool(check(None, logging.DEBUG))
+        )
+    return known
+
+
+_debug_by_wrapper: dict[Any, bool] = {}

@@ -15,7 +15,7 @@ from functools import partial
 
 import anyio
 from anyio.abc import TaskGroup
-from structlog.contextvars import bind_contextvars, bound_contextvars, reset_contextvars
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from dataflow._core import offload
 from dataflow._core.clock import Clock
@@ -106,6 +106,9 @@ class Dispatcher:
                 return RunOutcome(RunStatus.CANCELLED, outcome.error)
         return outcome
 
+    def fold_counts(self, trigger: str) -> None:
+        self.book.fold(trigger)
+
     def _backoff_in_thread(
         self, request: RunRequest, attempt: int, cancel: threading.Event | None
     ) -> bool:
@@ -155,15 +158,17 @@ class Dispatcher:
         run = self.book.new_run(request, attempt)
         if handle is not None:
             handle.run = run
-        with bound_contextvars(workflow=self.workflow, trigger=request.trigger, run_id=run.run_id):
+        # bind/reset, not `bound_contextvars` (a generator): a change event's run comes here
+        bound = bind_contextvars(workflow=self.workflow, trigger=request.trigger, run_id=run.run_id)
+        try:
             # Start and end are recorded whatever happens: a stop landing while one of them waits
             # for a worker thread (many do, under load) would leave the run `running` for ever,
             # or its fire without any record.
             batched = request.batched
-            with anyio.CancelScope(shield=True):
-                if batched:  # nothing to write (see RunBook.started): no thread hop per event
-                    self.book.started(run, batched=True)
-                else:
+            if batched:  # nothing to write (see RunBook.started): no thread hop, no await
+                self.book.started(run, batched=True)
+            else:
+                with anyio.CancelScope(shield=True):
                     await offload.run_sync(partial(self.book.started, run))
             try:
                 await anyio.lowlevel.checkpoint_if_cancelled()  # cancelled meanwhile: do not run
@@ -174,14 +179,16 @@ class Dispatcher:
                     cancelled = RunOutcome(RunStatus.CANCELLED)
                     await self._finish(run, cancelled, batched)
                 raise
-            with anyio.CancelScope(shield=True):
-                await self._finish(run, outcome, batched)
+            if batched and outcome.status is RunStatus.SUCCEEDED:  # counted, not written
+                self.book.finished(run, outcome, batched=True)
+            else:
+                with anyio.CancelScope(shield=True):
+                    await self._finish(run, outcome, batched)
+        finally:
+            reset_contextvars(**bound)
         return outcome
 
     async def _finish(self, run: Run, outcome: RunOutcome, batched: bool) -> None:
-        if batched and outcome.status is RunStatus.SUCCEEDED:  # counted, not written
-            self.book.finished(run, outcome, batched=True)
-            return
         await offload.run_sync(partial(self.book.finished, run, outcome, batched=batched))
 
     async def _call_handler(self, run: Run, request: RunRequest) -> RunOutcome:
@@ -212,6 +219,14 @@ class Dispatcher:
 
 async def _call_async(run: Run, request: RunRequest) -> BaseException | None:
     """Await an async handler within its timeout; return what it raised (anything at all)."""
+    if request.policy.timeout is None:  # no scope to enter and leave (once per change event)
+        try:
+            await request.handler(*request.args)
+        except anyio.get_cancelled_exc_class():
+            raise  # the runtime's stop
+        except BaseException as exc:  # SystemExit, GeneratorExit included: the run failed
+            return exc
+        return None
     with anyio.move_on_after(request.policy.timeout) as scope:
         try:
             await request.handler(*request.args)

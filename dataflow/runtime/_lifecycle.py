@@ -71,7 +71,7 @@ class Runtime:
         self._hard_scope = anyio.CancelScope()
         self._close_scope = anyio.CancelScope()  # closing connections; a second signal ends it
         # Metrics (own registry per runtime), served over HTTP with the page if metrics_port.
-        self.metrics = RunMetrics(self.name, self.clock.now)
+        self.metrics = RunMetrics(self.name, self.clock.now, self.dispatcher.book.in_flight)
         self.dispatcher.observers.append(self.metrics)
         self.metrics_server: MetricsServer | None = None
         self.began_at: datetime | None = None

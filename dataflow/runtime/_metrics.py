@@ -2,8 +2,10 @@
 
 `RunMetrics` is a dispatcher observer: it counts runs by trigger and status, times them, and
 measures fire lag (start minus scheduled fire time, first attempts only: a retry's start says
-nothing about the schedule). A change-stream trigger is asked at scrape time through its
-`stream_stats()`: events handled and dead-lettered, and when its resume token was last saved.
+nothing about the schedule); a change stream's successes arrive folded per batch (`Tally`).
+Runs in flight are read from the run book at scrape time. A change-stream trigger is asked at
+scrape time through its `stream_stats()`: events handled and dead-lettered, and when its
+resume token was last saved.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from dataflow._core.run import Run, RunStatus
+from dataflow.runtime._tally import Histograms, Tally
 from dataflow.state import Store
 from dataflow.state._leases import Leases
 from dataflow.triggers.base import Trigger
@@ -29,7 +32,12 @@ _LABELS: Final = ("workflow", "trigger")
 class RunMetrics:
     """Counts, times and tracks runs for Prometheus; add it to `Dispatcher.observers`."""
 
-    def __init__(self, workflow: str, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        workflow: str,
+        now: Callable[[], datetime],
+        in_flight: Callable[[], Iterable[Run]] = list,
+    ) -> None:
         self.workflow = workflow
         self.registry = CollectorRegistry()
         self.runs = Counter(
@@ -38,22 +46,18 @@ class RunMetrics:
             [*_LABELS, "status"],
             registry=self.registry,
         )
-        self.duration = Histogram(
-            "dataflow_run_duration_seconds",
-            "Run attempt duration",
-            _LABELS,
-            buckets=DURATION_BUCKETS,
-            registry=self.registry,
+        self.duration = Histograms(
+            "dataflow_run_duration_seconds", "Run attempt duration", _LABELS, DURATION_BUCKETS
         )
-        self.fire_lag = Histogram(
+        self.fire_lag = Histograms(
             "dataflow_fire_lag_seconds",
             "Run start minus its scheduled fire time",
             _LABELS,
-            buckets=LAG_BUCKETS,
-            registry=self.registry,
+            LAG_BUCKETS,
         )
-        self.in_flight = InFlightCollector(workflow)
-        self.registry.register(self.in_flight)
+        self.in_flight = InFlightCollector(workflow, in_flight)
+        for collector in (self.duration, self.fire_lag, self.in_flight):
+            self.registry.register(collector)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.streams = StreamCollector(workflow, now)
         self.registry.register(self.streams)
@@ -71,19 +75,24 @@ class RunMetrics:
 
     # -- RunObserver ----------------------------------------------------------------------------
     def run_started(self, run: Run) -> None:
-        self.in_flight.running[run.trigger] = self.in_flight.running.get(run.trigger, 0) + 1
         if run.scheduled_at is not None and run.attempt == 1:
             lag = (run.started_at - run.scheduled_at).total_seconds()
-            self._child(self.fire_lag, run.trigger).observe(max(lag, 0.0))
+            self.fire_lag.observe((self.workflow, run.trigger), max(lag, 0.0))
 
     def run_finished(self, run: Run, status: RunStatus, duration: float) -> None:
-        self.in_flight.finished(run.trigger)
         self._child(self.runs, run.trigger, status.value).inc()
-        self._child(self.duration, run.trigger).observe(duration)
+        self.duration.observe((self.workflow, run.trigger), duration)
+
+    def runs_folded(self, trigger: str, tally: Tally) -> None:
+        """A change stream's successful runs since its last batch, told at once."""
+        self._child(self.runs, trigger, RunStatus.SUCCEEDED.value).inc(tally.count)
+        labels = (self.workflow, trigger)
+        self.duration.observe_many(labels, tally.durations)
+        self.fire_lag.observe_many(labels, (max(lag, 0.0) for lag in tally.lags))
 
     def _child(self, metric: Any, *labels: str) -> Any:
-        """`metric.labels(workflow, *labels)`, kept: a change stream asks once per event, and
-        `labels()` validates and hashes its arguments each time."""
+        """`metric.labels(workflow, *labels)`, kept: `labels()` validates and hashes its
+        arguments each time."""
         key = (id(metric), labels)
         child = self._children.get(key)
         if child is None:
@@ -95,33 +104,35 @@ class RunMetrics:
 
 
 class InFlightCollector(Collector):
-    """Runs executing now, per trigger, every trigger shown from the start (0). Counted in a
-    dict of the busy triggers and read at scrape time: a labelled Gauge keeps a child object per
-    trigger, 6.4 MB for 10,000 triggers that are idle nearly all the time."""
+    """Runs executing now, per trigger, every trigger shown from the start (0). Read from the
+    run book's runs in flight at scrape time: nothing to count per run (a change stream has one
+    per event), and no labelled Gauge (a child object per trigger, 6.4 MB for 10,000 triggers
+    that are idle nearly all the time)."""
 
-    def __init__(self, workflow: str) -> None:
+    def __init__(self, workflow: str, runs: Callable[[], Iterable[Run]]) -> None:
         self.workflow = workflow
         self.triggers: list[str] = []
-        self.running: dict[str, int] = {}
-
-    def finished(self, trigger: str) -> None:
-        left = self.running.get(trigger, 0) - 1
-        if left > 0:
-            self.running[trigger] = left
-        else:
-            self.running.pop(trigger, None)
+        self.runs = runs
 
     def collect(self) -> Iterator[Metric]:
+        running: dict[str, int] = {}
+        for run in self.runs():
+            running[run.trigger] = running.get(run.trigger, 0) + 1
         gauge = GaugeMetricFamily("dataflow_runs_in_flight", "Runs executing now", labels=_LABELS)
-        for trigger in dict.fromkeys([*self.triggers, *self.running]):  # manual runs too
-            gauge.add_metric([self.workflow, trigger], self.running.get(trigger, 0))
+        for trigger in dict.fromkeys([*self.triggers, *running]):  # manual runs too
+            gauge.add_metric([self.workflow, trigger], running.get(trigger, 0))
         yield gauge
 
 
 class StreamCollector(Collector):
     """Reads change-stream triggers' own counters when Prometheus scrapes."""
 
-    def __init__(self, workflow: str, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        workflow: str,
+        now: Callable[[], datetime],
+        in_flight: Callable[[], Iterable[Run]] = list,
+    ) -> None:
         self.workflow = workflow
         self.now = now
         self.triggers: list[Trigger] = []

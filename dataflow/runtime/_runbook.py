@@ -21,6 +21,7 @@ from dataflow._core.logs import debug_enabled, error_text, escape_surrogates, ge
 from dataflow._core.redact import redact_text
 from dataflow._core.run import Run, RunStatus, TriggerState
 from dataflow._core.watchdog import watchdog
+from dataflow.runtime._tally import Tally
 from dataflow.state import FireEntry, FireOutcome, Store
 from dataflow.triggers.base import RunOutcome, RunRequest
 
@@ -29,11 +30,14 @@ SKIPPED = FireOutcome.SKIPPED
 
 
 class RunObserver(Protocol):
-    """Told about every run (on the thread that records it); must be quick and not raise."""
+    """Told about every run (on the thread that records it); must be quick and not raise.
+    A change event's run that succeeds is told in its batch's `runs_folded` instead."""
 
     def run_started(self, run: Run) -> None: ...
 
     def run_finished(self, run: Run, status: RunStatus, duration: float) -> None: ...
+
+    def runs_folded(self, trigger: str, tally: Tally) -> None: ...
 
     def run_skipped(self, trigger: str) -> None: ...
 
@@ -46,6 +50,8 @@ class RunBook:
         self.observers: list[RunObserver] = []  # metrics and the like; called on each run
         self._executing: dict[str, tuple[Run, bool]] = {}  # in-thread runs, not returned yet
         self._in_flight: dict[str, Run] = {}  # runs started and not yet finished
+        self._tallies: dict[str, Tally] = {}  # change events' successes not yet folded
+        self._states: dict[str, TriggerState] = {}  # one per trigger: runs share it
         self._lock = threading.Lock()
 
     def new_run(
@@ -61,13 +67,20 @@ class RunBook:
             attempt=attempt,
             payload=request.payload,
             backfill=request.backfill,
-            state=TriggerState(self.state, self.workflow, request.trigger),
+            state=self._trigger_state(request.trigger),
             _cancel_requested=threading.Event() if cancel is None else _CancelFlag(cancel),
         )
 
+    def _trigger_state(self, trigger: str) -> TriggerState:
+        state = self._states.get(trigger)
+        if state is None:
+            state = self._states[trigger] = TriggerState(self.state, self.workflow, trigger)
+        return state
+
     def started(self, run: Run, *, batched: bool = False) -> None:
         """`batched`: a change event's run, recorded only if it does not succeed (its success
-        is counted in its trigger's batch row), and logged at debug."""
+        is counted in its trigger's batch row and folded into the observers with its batch:
+        see `fold`), and logged at debug."""
         if not batched:  # durable before the handler runs: cut off, it shows `interrupted`
             self._record_start(run)
             self.state.flush()
@@ -78,27 +91,50 @@ class RunBook:
             (log.debug if batched else log.info)(
                 "run started", scheduled_at=iso(run.scheduled_at), attempt=run.attempt, **extra
             )
-        for observer in self.observers:
-            observer.run_started(run)
+        if not batched:
+            for observer in self.observers:
+                observer.run_started(run)
 
     def finished(self, run: Run, outcome: RunOutcome, *, batched: bool = False) -> None:
         ended_at = self.clock.now()
+        seconds = (ended_at - run.started_at).total_seconds()
+        quiet = batched and outcome.status is RunStatus.SUCCEEDED
         with self._lock:
             self._in_flight.pop(run.run_id, None)
-        quiet = batched and outcome.status is RunStatus.SUCCEEDED
-        if not quiet:
-            if batched:  # a failure (or cancel) of a change event: recorded as any run is
-                self._record_start(run)
-            # A traceback shows source lines: one may hold a connection URI with its password.
-            error = None if outcome.error is None else redact_text(error_text(outcome.error))
-            self.state.record_run_end(run.run_id, outcome.status, ended_at, error)
-        seconds = (ended_at - run.started_at).total_seconds()
-        if not quiet or debug_enabled():
-            (log.debug if quiet else log.info)(
-                "run finished", status=outcome.status.value, duration=seconds
-            )
+            if quiet:  # under the lock: `fold` may take the tally from another thread
+                self._tally(run, seconds)
+        if quiet:
+            if debug_enabled():
+                log.debug("run finished", status=outcome.status.value, duration=seconds)
+            return
+        if batched:  # a failure (or cancel) of a change event: recorded as any run is
+            self._record_start(run)
+        # A traceback shows source lines: one may hold a connection URI with its password.
+        error = None if outcome.error is None else redact_text(error_text(outcome.error))
+        self.state.record_run_end(run.run_id, outcome.status, ended_at, error)
+        log.info("run finished", status=outcome.status.value, duration=seconds)
         for observer in self.observers:
+            if batched:  # not told at its start: it might have succeeded
+                observer.run_started(run)
             observer.run_finished(run, outcome.status, seconds)
+
+    def _tally(self, run: Run, seconds: float) -> None:
+        tally = self._tallies.get(run.trigger)
+        if tally is None:
+            tally = self._tallies[run.trigger] = Tally()
+        tally.count += 1
+        tally.durations.append(seconds)
+        if run.scheduled_at is not None and run.attempt == 1:
+            tally.lags.append((run.started_at - run.scheduled_at).total_seconds())
+
+    def fold(self, trigger: str) -> None:
+        """Tell the observers about the trigger's change events that succeeded since the last
+        fold (the pump calls it when a batch ends)."""
+        with self._lock:
+            tally = self._tallies.pop(trigger, None)
+        if tally is not None:
+            for observer in self.observers:
+                observer.runs_folded(trigger, tally)
 
     def _record_start(self, run: Run) -> None:
         self.state.record_run_start(

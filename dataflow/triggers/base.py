@@ -54,6 +54,11 @@ class Runner(Protocol):
         retries; `cancel` (the trigger's hard stop) flags the run cancelled, ends retries."""
         ...
 
+    def fold_counts(self, trigger: str) -> None:
+        """A batch of the trigger's `batched` runs ended: count its successes (metrics), which
+        are not counted one by one."""
+        ...
+
 
 @dataclass(eq=False, kw_only=True)
 class TriggerContext:

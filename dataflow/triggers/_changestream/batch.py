@@ -47,6 +47,7 @@ class Batch:
         self.last: Any = None  # the stream's position after the last event handled
         self.started_at: datetime | None = None
         self.run_id = ""
+        self.opened = False  # its row begun
         self._began = 0.0  # monotonic: the age check runs once per event, and must be cheap
 
     def begin(self) -> None:
@@ -54,11 +55,16 @@ class Batch:
         if self.count == 0:
             self.started_at, self._began = self.clock.now(), time.monotonic()
 
+    def open(self, event_id: Any) -> None:
+        """Begin the batch's row, its first event being this one (once per batch)."""
+        if not self.opened:
+            self.first, self.opened = event_id, True
+            self._record_start()
+
     def handled(self, event_id: Any) -> bool:
         """The event with this resume token succeeded: True once the batch is due."""
         if self.count == 0:
-            self.first = event_id
-            self._record_start()
+            self.open(event_id)
         self.count += 1
         self.last = event_id  # pymongo's `resume_token` deep-copies: too dear once per event
         return self.count >= self.limit or self.due()
@@ -86,6 +92,7 @@ class Batch:
             self.store.record_batch_end(self.run_id, ended_at, self.count, first, last)
             log.debug("change events batch", events=self.count, position=last)
         self.count, self.first, self.last, self.started_at = 0, None, None, None
+        self.opened = False
 
 
 class Progress:

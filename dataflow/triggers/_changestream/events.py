@@ -8,13 +8,21 @@ not UTF-8) no longer fails the read. Each event is decoded here with the stream'
 options; one that cannot be is dead-lettered as its bytes. A dead letter keeps those bytes, so a
 retry hands the handler the very document it was first given (Extended JSON cannot tell
 `{"$numberLong": "5"}` the sub-document from an Int64); the JSON payload is for reading.
+
+Decoded once: the driver reads each event's `_id` (its resume token), which on a plain
+`RawBSONDocument` inflates the whole top level (a raw document per sub-document: more than
+decoding the event outright). A `ChangeEvent` decodes itself with the stream's codec options
+when that first happens, keeps the result for the handler, and hands the driver a copy of the
+`_id` (a handler altering its event must not move the stream's position); an event that
+cannot be decoded is inflated raw as before, and fails again where the pump decodes it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import bson
 from bson import Timestamp
@@ -36,14 +44,39 @@ _LENIENT: CodecOptions[Document] = CodecOptions(
 )
 
 
+class ChangeEvent(RawBSONDocument):
+    """A raw event that decodes itself (with `codec`, its class's) the first time its `_id`
+    is read, once. `raw_options` makes one subclass per stream, holding its codec options."""
+
+    __slots__ = ("_event",)
+    codec: ClassVar[CodecOptions[Any]]
+
+    def decoded(self) -> Document:
+        """The event as the handler gets it; raises what the decoder raised."""
+        event: Document | None = getattr(self, "_event", None)
+        if event is None:  # not decoded yet (an error is not kept: raised again)
+            event = self._event = decode(self.raw, self.codec)
+        return event
+
+    def __getitem__(self, key: str) -> Any:
+        if key != "_id":
+            return super().__getitem__(key)
+        try:
+            token = self.decoded()["_id"]
+        except Exception:  # undecodable: the pump dead-letters it; the driver goes on
+            return super().__getitem__(key)
+        return dict(token) if isinstance(token, Mapping) else token
+
+
 def raw_options(codec: CodecOptions[Any]) -> CodecOptions[RawBSONDocument]:
     """`codec` reading raw events (a type registry's decoders run when an event is decoded)."""
-    return codec.with_options(document_class=RawBSONDocument, type_registry=TypeRegistry())
+    events = type("ChangeEvent", (ChangeEvent,), {"__slots__": (), "codec": codec})
+    return codec.with_options(document_class=events, type_registry=TypeRegistry())
 
 
-def decode(raw: bytes, codec: CodecOptions[Any]) -> Document:
+def decode(raw: bytes | memoryview, codec: CodecOptions[Any]) -> Document:
     """The event as the handler gets it; raises what the decoder raised."""
-    event: Document = bson.decode(raw, codec_options=codec)
+    event: Document = bson.decode(raw if isinstance(raw, bytes) else bytes(raw), codec)
     return event
 
 

@@ -29,7 +29,7 @@ from dataflow._core.settings import require_env
 from dataflow.connection._mongo import Document, MongoDB
 from dataflow.connection._mongo_async import MongoDBAsync
 from dataflow.triggers._changestream.checkpoint import Token
-from dataflow.triggers._changestream.events import decode, raw_options
+from dataflow.triggers._changestream.events import ChangeEvent, decode, raw_options
 from dataflow.triggers._changestream.policy import EXPANDED_TYPES, StreamOptions, describe_source
 
 HISTORY_LOST = 286  # ChangeStreamHistoryLost: the resume point has left the oplog
@@ -92,7 +92,9 @@ class StreamSource:
         return connection.codec_options()
 
     def decode(self, raw: RawBSONDocument) -> Document:
-        return decode(bytes(raw.raw), self.codec_options())
+        if isinstance(raw, ChangeEvent):  # decoded already, when the driver read its `_id`
+            return raw.decoded()
+        return decode(raw.raw, self.codec_options())
 
     def open(
         self, start_after: Token | None, start_at: datetime | None
