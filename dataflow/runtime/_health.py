@@ -33,6 +33,7 @@ class MetricsServer:
     def __init__(self, listeners: list[SocketListener], app: StatusApp, limits: Limits) -> None:
         self.app = app
         self.http = HttpServer(listeners, app, limits)
+        app.connections = lambda: len(self.http.open)
         address = listeners[0].extra(SocketAttribute.local_address)
         self.host, self.port = str(address[0]), int(address[1])
 

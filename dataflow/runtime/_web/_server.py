@@ -5,11 +5,14 @@ asyncio and trio alike, hold at most `max_connections` sockets whatever clients 
 client that sends its request slowly. h11 is only the protocol state machine; the sockets, the
 limits and the timeouts are ours, in about a page of AnyIO code.
 
-Bounds: at most `max_connections` accepted sockets. When all are taken, the one that has
-waited longest for a request head (a slowloris client, an idle keep-alive) is dropped to make
-room; when every one is busy answering, new clients wait in the listen backlog. A request head
-(and body) must arrive within `head_timeout` seconds, a keep-alive connection is closed after
-`idle_timeout`, and a response must be taken within `send_timeout`.
+Bounds: at most `max_connections` accepted sockets. When all are taken, one that is waiting for
+the rest of a request head it began (a slowloris client), or has waited `EVICT_IDLE` for a
+request with nothing received (a silent client, an idle keep-alive), is dropped to make room,
+the longest-waiting first. A connection just accepted is never dropped before it was read: its
+whole request is likely in flight (a scrape), and dropping it would reset a client that did
+nothing wrong. When no connection may be dropped, new clients wait in the listen backlog.
+A request head (and body) must arrive within `head_timeout` seconds, a keep-alive connection is
+closed after `idle_timeout`, and a response must be taken within `send_timeout`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataflow._core.logs import get_logger
 
 log = get_logger("dataflow.http")
 _ACCEPT_PAUSE = 0.05  # seconds between accepts while the process is out of file descriptors
+EVICT_IDLE = 0.25  # seconds a connection that sent nothing keeps its slot when room is needed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,12 +66,19 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 @dataclass(eq=False)
 class _Slot:
-    """One accepted connection: whether it waits for a request (evictable) and since when."""
+    """One accepted connection: whether it waits for a request, since when, and whether it
+    received part of a request head (then it is slow, not new)."""
 
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    waiting: bool = True
+    waiting: bool = False  # set once its task reads: a connection not yet read is not idle
     since: float = 0.0
+    partial: bool = False
     evicted: bool = False
+
+    def evictable(self, now: float) -> bool:
+        if not self.waiting or self.evicted:
+            return False
+        return self.partial or now - self.since >= EVICT_IDLE
 
 
 class HttpServer:
@@ -103,16 +114,19 @@ class HttpServer:
             tg.start_soon(self._connection, stream, slot)
 
     async def _room(self) -> None:
-        """Wait for a free slot, dropping the longest-waiting idle connection if all are held."""
+        """Wait for a free slot, dropping the longest-waiting slow or idle connection if all
+        are held; while none may be dropped yet, look again when the first of them may be."""
         while len(self.open) >= self.limits.max_connections:
-            idle = [s for s in self.open if s.waiting and not s.evicted]
-            if idle:
-                oldest = min(idle, key=lambda s: s.since)
+            now = anyio.current_time()
+            if droppable := [s for s in self.open if s.evictable(now)]:
+                oldest = min(droppable, key=lambda s: s.since)
                 oldest.evicted = True
                 oldest.scope.cancel()
+            waiting = [s.since + EVICT_IDLE - now for s in self.open if s.waiting and not s.evicted]
             if self._freed.is_set():  # shared by the accept loops (one per address)
                 self._freed = anyio.Event()
-            await self._freed.wait()
+            with anyio.move_on_after(max(min(waiting), 0.0) if waiting else float("inf")):
+                await self._freed.wait()
 
     async def _connection(self, stream: SocketStream, slot: _Slot) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head_bytes)
@@ -132,11 +146,11 @@ class HttpServer:
         """Requests one after another on a keep-alive connection, each within its deadline."""
         timeout = self.limits.head_timeout
         while True:
-            slot.waiting, slot.since = True, anyio.current_time()
+            slot.waiting, slot.since, slot.partial = True, anyio.current_time(), False
             request: Request | None = None
             with anyio.move_on_after(timeout):
                 try:
-                    request = await _read_request(conn, stream, self.limits.max_body_bytes)
+                    request = await _read_request(conn, stream, slot, self.limits.max_body_bytes)
                 except h11.RemoteProtocolError as exc:
                     await self._send(conn, stream, _plain(exc.error_status_hint, "bad request"))
                     return
@@ -184,9 +198,10 @@ class HttpServer:
 
 
 async def _read_request(
-    conn: h11.Connection, stream: SocketStream, max_body: int
+    conn: h11.Connection, stream: SocketStream, slot: _Slot, max_body: int
 ) -> Request | None:
-    """The next whole request, or None when the client closed the connection first."""
+    """The next whole request, or None when the client closed the connection first. Data that
+    leaves the head unfinished marks the slot `partial`."""
     head: h11.Request | None = None
     body = bytearray()
     while True:
@@ -197,6 +212,7 @@ async def _read_request(
             except anyio.EndOfStream:
                 data = b""
             conn.receive_data(data)
+            slot.partial = slot.partial or bool(data)
         elif isinstance(event, h11.Request):
             head = event
         elif isinstance(event, h11.Data):
