@@ -6,7 +6,9 @@ silent for the TTL is dead. While beating, a replica also looks for runs dead re
 `running`: the store marks each one interrupted for exactly one live replica, which catches its
 fire up by the trigger's policy. A store of its own (SQLite) has no replicas: nothing here runs.
 A lost database is said once, and its return once; meanwhile claims fail, so this replica runs
-no fire (another one does) until it is back.
+no fire (another one does) until it is back. Back, it sweeps only once it has heard the database
+for a TTL: the other replicas went silent in the same outage, and are not dead for it (taking
+their runs for dead ones would run a fire twice).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class Presence:
         self.replica_id = settings.replica_id
         self.interval = settings.replica_ttl / 3
         self.reachable = True
+        self.sweep_from = 0.0  # event-loop time: no sweep before (a TTL after an outage)
+        self.ttl = settings.replica_ttl
         self.recovered: MemoryObjectReceiveStream[list[RunRecord]] | None = None
         self._send: MemoryObjectSendStream[list[RunRecord]] | None = None
         if self.shared is not None:
@@ -62,7 +66,7 @@ class Presence:
     async def _beat(self, store: Leases, send: MemoryObjectSendStream[list[RunRecord]]) -> None:
         try:
             await store.call(store.heartbeat, self.workflow, self.replica_id)
-            found = await store.call(store.recover_dead, self.workflow)
+            found = await self._sweep(store)
         except StateStoreError as exc:
             if self.reachable:
                 self.reachable = False
@@ -74,6 +78,15 @@ class Presence:
         if found:
             report(found, "run of a dead replica interrupted: catching it up")
             send.send_nowait(found)
+
+    async def _sweep(self, store: Leases) -> list[RunRecord]:
+        """Runs of dead replicas, marked interrupted for this one to catch up; none until this
+        replica has heard the database for a TTL since it lost it."""
+        if not self.reachable:  # the first heartbeat since the outage went in
+            self.sweep_from = anyio.current_time() + self.ttl
+        if anyio.current_time() < self.sweep_from:
+            return []
+        return await store.call(store.recover_dead, self.workflow)
 
     async def leave(self) -> None:
         """A clean stop: the heartbeat goes at once (a failure leaves it to expire)."""

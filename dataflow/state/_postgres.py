@@ -6,6 +6,10 @@ of its own, and returns once it committed (durable, by the server's `synchronous
 session state is relied on (no session advisory lock, no temporary table): a lost connection
 fails the call under way with StateStoreError, and the next call connects again.
 
+A run's end need not be durable before the caller goes on (the `Store` contract): one that
+cannot be written because the server went away is kept and written first by the next call that
+reaches it, so a run ending during an outage does not end the replica.
+
 What replicas share: `claim_fire` inserts into the `fires` ledger (unique per workflow, trigger and
 fire time) in the transaction that advances the last fire, so exactly one replica claims each fire;
 stream leases and fenced positions (`Leases`); heartbeats. psycopg is imported on first use only.
@@ -22,6 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 from dataflow._core import offload
 from dataflow._core.errors import DataflowError, SettingsError, StateStoreError
 from dataflow._core.heldlock import HeldLock
+from dataflow._core.logs import get_logger
 from dataflow._core.redact import redact_text, redact_url, register_url
 from dataflow._core.settings import default_replica_id
 from dataflow.state import _postgres_fires as ledger
@@ -34,9 +39,11 @@ from dataflow.state._postgres_shared import SharedMethods
 
 P = ParamSpec("P")
 T = TypeVar("T")
+log = get_logger("dataflow.state")
 
 CONNECT_TIMEOUT = 10  # seconds: an unreachable server fails the start, not hangs it
 INSTALL = "pip install 'dataflow-runtime[postgresql]'"
+_RUN_END = "UPDATE runs SET status=%s, ended_at=%s, error=%s WHERE run_id=%s"
 
 
 def is_postgres_url(location: str) -> bool:
@@ -59,6 +66,7 @@ class PostgresStore(SharedMethods, ledger.PostgresFireLedger, history.BatchWrite
         self._psycopg = _import_psycopg()
         self._lock = HeldLock()
         self._conn: Any = None
+        self._unwritten_ends: list[tuple[str, datetime, str | None, str]] = []
         with self._lock:
             self.migrated = self._guarded(lambda: bring_forward(self._connection(), self.where))
 
@@ -105,8 +113,12 @@ class PostgresStore(SharedMethods, ledger.PostgresFireLedger, history.BatchWrite
         with self._lock:
             try:
                 conn = self._connection()
+                ends = list(self._unwritten_ends)
                 with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                    if ends:  # kept while the server was away: before anything written now
+                        cur.executemany(_RUN_END, ends)
                     yield cur
+                del self._unwritten_ends[: len(ends)]
             except self._psycopg.Error as exc:
                 raise self._failed(exc) from exc
 
@@ -192,10 +204,20 @@ class PostgresStore(SharedMethods, ledger.PostgresFireLedger, history.BatchWrite
     def record_run_end(
         self, run_id: str, status: str, ended_at: datetime, error: str | None = None
     ) -> None:
-        with self._transaction() as cur:
-            cur.execute(
-                "UPDATE runs SET status=%s, ended_at=%s, error=%s WHERE run_id=%s",
-                (status, ended_at, error, run_id),
+        end = (status, ended_at, error, run_id)
+        try:
+            with self._transaction() as cur:
+                cur.execute(_RUN_END, end)
+        except StateStoreError as exc:
+            if not isinstance(exc.__cause__, self._psycopg.OperationalError):
+                raise
+            with self._lock:
+                self._unwritten_ends.append(end)
+            log.warning(
+                "run end not recorded: state store unreachable; written once it is back",
+                run_id=run_id,
+                status=status,
+                error=str(exc),
             )
 
     def runs(

@@ -62,7 +62,7 @@ class CronJob:
     """A cron trigger as the scheduler sees it. Methods named `*_fire(s)` without `async` only
     compute; the async ones save, start or record runs and return the new last fire."""
 
-    __slots__ = ("handler", "name", "policy", "schedule")
+    __slots__ = ("cut_off", "handler", "name", "policy", "schedule")
 
     def __init__(
         self, name: str, handler: Callable[..., Any], schedule: CronSchedule, policy: CronPolicy
@@ -71,6 +71,7 @@ class CronJob:
         self.handler = handler
         self.schedule = schedule
         self.policy = policy
+        self.cut_off = False  # a claim found the shared store unreachable (see `rejoin.py`)
 
     # -- when ----------------------------------------------------------------------------------
 
@@ -272,6 +273,7 @@ class CronJob:
             log.debug(
                 "fire not claimed: state store unreachable", trigger=self.name, error=str(exc)
             )
+            self.cut_off = True  # nor can any replica that lost it: caught up on its return
             return Claim(False)
         if not claim.won:
             log.debug("fire claimed by another replica", trigger=self.name, fire_at=iso(fire_at))

@@ -20,6 +20,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import anyio
@@ -32,6 +33,7 @@ from dataflow._core.logs import get_logger
 from dataflow.state import RunRecord
 from dataflow.triggers._cron.job import CronJob, last_fires
 from dataflow.triggers._cron.overlap import OverlapGate
+from dataflow.triggers._cron.rejoin import fire_due_or_rejoin
 from dataflow.triggers._cron.steps import LateReport, StepWatch
 from dataflow.triggers.base import TriggerContext
 
@@ -169,7 +171,7 @@ class CronScheduler:
             due = slot.job.due_fires(fire_at, now)
             if len(due) > 1:
                 self._late.add(slot.job.name, len(due), now - due[0])
-            self._fire_in_task(slot, slot.job.fire_due, due, now)
+            self._fire_in_task(slot, partial(fire_due_or_rejoin, slot.job), due, now)
         if (fields := self._late.report()) is not None:
             log.warning("trigger woke late: fires came due meanwhile", **fields)
 
