@@ -24,10 +24,11 @@ from dataflow._core.logs import get_logger
 from dataflow.runtime._dispatcher import handler_code
 
 log = get_logger("dataflow.runtime")
-# Seconds between the watcher's looks (and probes): 2 wakes a second of the loop and 2 of the
-# thread when idle (a loop task beating every 0.1 s made 20, most of an idle runtime's CPU); a
-# block shorter than `stale_after` + one look may go unnamed.
+# Seconds between the watcher's looks (and probes) while the loop answers: 2 wakes a second of
+# the loop and 2 of the thread when idle (a loop task beating every 0.1 s made 20, most of an
+# idle runtime's CPU). While a probe is pending the thread looks every `_PENDING_LOOK`.
 _LOOK = 0.5
+_PENDING_LOOK = 0.1
 
 
 async def watch_event_loop(stale_after: float = 1.0) -> None:
@@ -69,21 +70,27 @@ class _Watcher:
         self.stop = threading.Event()
 
     def serve(self) -> None:
-        posted = self._probe()
-        blocked = False
+        """The loop was last seen running at the previous probe's answer and has not run since
+        the pending probe was posted: the block began between the two, its midpoint is the
+        estimate (off by a quarter of a look at most). A block longer than `stale_after` is
+        named while it lasts (the thread then reads the loop's stack) and logged once over."""
+        posted = seen = self._probe()
+        since: float | None = None  # the block's estimated start, once it is named
         culprits: list[str] = []
-        while posted is not None and not self.stop.wait(_LOOK):
-            if self.answered.is_set():
-                if blocked:
-                    # The block began between the post and the next look: half a look is
-                    # the likeliest error either way.
-                    seconds = round(self.answered_at - posted - _LOOK / 2, 1)
+        late = False  # the probe was pending at the last look: look again soon
+        while posted is not None and seen is not None:
+            if self.stop.wait(_PENDING_LOOK if late else _LOOK):
+                return
+            late = not self.answered.is_set()
+            if not late:
+                if since is not None:
                     by = ", ".join(f"run {c}" for c in culprits) or "code outside a handler run"
+                    seconds = round(self.answered_at - since, 1)
                     log.warning("event loop blocked", seconds=seconds, by=by)
-                    blocked = False
-                posted = self._probe()
-            elif not blocked and time.monotonic() - posted > self.stale_after:
-                blocked, culprits = True, self._runs_on_loop()
+                    since = None
+                seen, posted = self.answered_at, self._probe()
+            elif since is None and time.monotonic() - (seen + posted) / 2 > self.stale_after:
+                since, culprits = (seen + posted) / 2, self._runs_on_loop()
 
     def _probe(self) -> float | None:
         """Post a probe; when it was posted (None: the loop is closed, nothing to watch)."""
