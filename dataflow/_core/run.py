@@ -113,19 +113,28 @@ class Run:
         self.request_cancel()
 
 
-_current_run: ContextVar[Run] = ContextVar("dataflow_current_run")
+class LazyRun(Protocol):
+    """A run not built yet (a change event's: most handlers never ask for theirs); it is
+    built, once, by whoever asks first."""
+
+    def materialize(self) -> Run: ...
+
+
+_current_run: ContextVar[Run | LazyRun] = ContextVar("dataflow_current_run")
 
 
 def current_run() -> Run:
     """The run the calling handler belongs to (works in worker threads too)."""
     try:
-        return _current_run.get()
+        found = _current_run.get()
     except LookupError:
         raise RuntimeError("current_run() called outside a dataflow handler run") from None
+    return found if isinstance(found, Run) else found.materialize()
 
 
 def current_run_or_none() -> Run | None:
-    return _current_run.get(None)
+    found = _current_run.get(None)
+    return found if found is None or isinstance(found, Run) else found.materialize()
 
 
 def _call_quietly(callback: Callable[[], object]) -> None:
@@ -138,7 +147,7 @@ def _nothing() -> None:
     return None
 
 
-def set_current_run(run: Run) -> object:
+def set_current_run(run: Run | LazyRun) -> object:
     return _current_run.set(run)
 
 

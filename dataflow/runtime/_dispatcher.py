@@ -5,13 +5,12 @@ APScheduler's habit: catch the cancellation, record the outcome under a shielded
 
 from __future__ import annotations
 
-import asyncio
 import random
-import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -22,6 +21,9 @@ from dataflow._core.clock import Clock
 from dataflow._core.handlers import call_sync, is_async_handler
 from dataflow._core.logs import get_logger
 from dataflow._core.run import Run, RunStatus, reset_current_run, set_current_run
+from dataflow.runtime._calls import call_async, is_cancellation
+from dataflow.runtime._eventpaths import SUCCEEDED, event_on_loop
+from dataflow.runtime._eventrun import EventRun
 from dataflow.runtime._runbook import RunBook, RunObserver, completed, failed, thread_deadline
 from dataflow.state import FireEntry, Store
 from dataflow.triggers.base import RunHandle, RunOutcome, RunRequest
@@ -46,6 +48,8 @@ class Dispatcher:
         self.observers = self.book.observers
         self.active: set[RunHandle] = set()
         self._group: TaskGroup | None = None
+        # by trigger: a handler need not be hashable, and the entries stay as many as triggers
+        self._async_handlers: dict[str, tuple[Callable[..., Any], bool]] = {}
 
     def bind(self, group: TaskGroup | None) -> None:
         """Set the task group that spawned runs live in (the runtime's run group)."""
@@ -71,7 +75,10 @@ class Dispatcher:
         """Run with retries by policy; returns the last attempt's outcome."""
         policy = request.policy
         for attempt in range(1, policy.retries + 2):
-            outcome = await self._attempt(request, attempt, handle)
+            if attempt == 1 and request.batched and handle is None and self._is_async(request):
+                outcome = await event_on_loop(self.book, request)
+            else:
+                outcome = await self._attempt(request, attempt, handle)
             if outcome.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
                 break
             if attempt <= policy.retries:
@@ -97,7 +104,10 @@ class Dispatcher:
         `current_run().cancelled`, its return counts as cancelled, and no retry starts.
         """
         for attempt in range(1, request.policy.retries + 2):
-            outcome = self._attempt_in_thread(request, attempt, cancel)
+            if attempt == 1 and request.batched:
+                outcome = self._event_in_thread(request, cancel)
+            else:
+                outcome = self._attempt_in_thread(request, attempt, cancel)
             if outcome.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
                 break
             if attempt <= request.policy.retries and not self._backoff_in_thread(
@@ -118,7 +128,7 @@ class Dispatcher:
         try:
             anyio.from_thread.run(self._backoff, request, attempt)
         except BaseException as exc:
-            if isinstance(exc, anyio.RunFinishedError) or _is_cancellation(exc):
+            if isinstance(exc, anyio.RunFinishedError) or is_cancellation(exc):
                 return False
             raise
         return cancel is None or not cancel.is_set()
@@ -138,7 +148,7 @@ class Dispatcher:
                     error = call_sync(request.handler, request.args)
             finally:
                 reset_current_run(token)
-            if error is not None and not (run.cancelled and _is_cancellation(error)):
+            if error is not None and not (run.cancelled and is_cancellation(error)):
                 outcome = failed(run, error)
             else:  # a stop reaching the handler through the loop is the run's cancel
                 outcome = completed(run, request.policy.timeout)
@@ -146,6 +156,41 @@ class Dispatcher:
         finally:
             reset_contextvars(**bound)
         return outcome
+
+    def _event_in_thread(self, request: RunRequest, cancel: threading.Event | None) -> RunOutcome:
+        """A change event's first attempt (`_eventpaths`), its sync handler inline in the pump's
+        thread: `call_sync` looked up here, as `_attempt_in_thread` does."""
+        event = EventRun(self.book, request, self.clock.now(), cancel)
+        bound = bind_contextvars(run_id=event.run_id)
+        try:
+            self.book.event_started(event, in_thread=True)
+            token = set_current_run(event)
+            try:
+                with thread_deadline(event, request.policy.timeout):
+                    error = call_sync(request.handler, request.args)
+            finally:
+                reset_current_run(token)
+                self.book.event_returned(event)
+            if error is None and not event.cancelled:  # a timeout flags it cancelled too
+                self.book.event_succeeded(event)
+                return SUCCEEDED
+            run = event.materialize()
+            if error is not None and not (run.cancelled and is_cancellation(error)):
+                outcome = failed(run, error)
+            else:  # a stop reaching the handler through the loop is the run's cancel
+                outcome = completed(run, request.policy.timeout)
+            self.book.event_failed(event, outcome)
+            return outcome
+        finally:
+            reset_contextvars(**bound)
+
+    def _is_async(self, request: RunRequest) -> bool:
+        """`is_async_handler`, asked once per handler (it unwraps and inspects: dear per event)."""
+        handler = request.handler
+        known = self._async_handlers.get(request.trigger)
+        if known is None or known[0] is not handler:
+            known = self._async_handlers[request.trigger] = (handler, is_async_handler(handler))
+        return known[1]
 
     async def record_skipped(
         self, request: RunRequest, reason: str, ledger: Sequence[FireEntry] | None = None
@@ -198,7 +243,7 @@ class Dispatcher:
         token = set_current_run(run)
         try:
             if is_async_handler(request.handler):
-                error = await _call_async(run, request)
+                error = await call_async(run, request)
             else:
                 with thread_deadline(run, timeout):
                     error = await self._call_in_thread(request)
@@ -217,35 +262,4 @@ class Dispatcher:
         )
 
 
-async def _call_async(run: Run, request: RunRequest) -> BaseException | None:
-    """Await an async handler within its timeout; return what it raised (anything at all)."""
-    if request.policy.timeout is None:  # no scope to enter and leave (once per change event)
-        try:
-            await request.handler(*request.args)
-        except anyio.get_cancelled_exc_class():
-            raise  # the runtime's stop
-        except BaseException as exc:  # SystemExit, GeneratorExit included: the run failed
-            return exc
-        return None
-    with anyio.move_on_after(request.policy.timeout) as scope:
-        try:
-            await request.handler(*request.args)
-        except anyio.get_cancelled_exc_class():
-            raise  # the timeout (caught just above) or the runtime's stop
-        except BaseException as exc:  # SystemExit, GeneratorExit included: the run failed
-            return exc
-    if scope.cancelled_caught:
-        run.expire()
-    return None
-
-
-handler_code = _call_async.__code__  # the loop watcher finds the blocking run by this frame
-
-
-def _is_cancellation(exc: BaseException) -> bool:
-    """The loop's cancellation, as a call from a worker thread sees it (asyncio or trio):
-    outside the loop there is no current backend to ask for its cancellation class."""
-    trio = sys.modules.get("trio")
-    return isinstance(exc, asyncio.CancelledError) or (
-        trio is not None and isinstance(exc, trio.Cancelled)
-    )
+handler_code = call_async.__code__  # the loop watcher finds the blocking run by this frame

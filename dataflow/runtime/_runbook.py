@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Protocol
 
 from structlog.contextvars import bound_contextvars
@@ -21,6 +21,8 @@ from dataflow._core.logs import debug_enabled, error_text, escape_surrogates, ge
 from dataflow._core.redact import redact_text
 from dataflow._core.run import Run, RunStatus, TriggerState
 from dataflow._core.watchdog import watchdog
+from dataflow.runtime._eventrun import CancelFlag as _CancelFlag  # its old home's name
+from dataflow.runtime._eventrun import EventRun
 from dataflow.runtime._tally import Tally
 from dataflow.state import FireEntry, FireOutcome, Store
 from dataflow.triggers.base import RunOutcome, RunRequest
@@ -48,22 +50,32 @@ class RunBook:
         self.state = state
         self.clock = clock
         self.observers: list[RunObserver] = []  # metrics and the like; called on each run
-        self._executing: dict[str, tuple[Run, bool]] = {}  # in-thread runs, not returned yet
-        self._in_flight: dict[str, Run] = {}  # runs started and not yet finished
+        # in-thread runs not returned yet, and runs started and not yet finished (a change
+        # event's `EventRun` is put and taken without the lock: one dict store, atomic)
+        self._executing: dict[str, tuple[Run | EventRun, bool]] = {}
+        self._in_flight: dict[str, Run | EventRun] = {}
         self._tallies: dict[str, Tally] = {}  # change events' successes not yet folded
         self._states: dict[str, TriggerState] = {}  # one per trigger: runs share it
         self._lock = threading.Lock()
 
     def new_run(
-        self, request: RunRequest, attempt: int, cancel: threading.Event | None = None
+        self,
+        request: RunRequest,
+        attempt: int,
+        cancel: threading.Event | None = None,
+        *,
+        run_id: str | None = None,
+        started_at: datetime | None = None,
     ) -> Run:
+        """`run_id`, `started_at`: an `EventRun`'s, built late."""
+        if run_id is None:  # a change event's: from `random` (uuid4 reads the OS per call: dear)
+            run_id = f"{random.getrandbits(128):032x}" if request.batched else uuid.uuid4().hex
         return Run(
-            # a change event's run: an id from `random` (uuid4 reads the OS per call: dear)
-            run_id=f"{random.getrandbits(128):032x}" if request.batched else uuid.uuid4().hex,
+            run_id=run_id,
             workflow=self.workflow,
             trigger=request.trigger,
             scheduled_at=request.scheduled_at,
-            started_at=self.clock.now(),
+            started_at=self.clock.now() if started_at is None else started_at,
             attempt=attempt,
             payload=request.payload,
             backfill=request.backfill,
@@ -102,7 +114,7 @@ class RunBook:
         with self._lock:
             self._in_flight.pop(run.run_id, None)
             if quiet:  # under the lock: `fold` may take the tally from another thread
-                self._tally(run, seconds)
+                self._tally(run.trigger, run.scheduled_at, run.started_at, run.attempt, seconds)
         if quiet:
             if debug_enabled():
                 log.debug("run finished", status=outcome.status.value, duration=seconds)
@@ -118,14 +130,50 @@ class RunBook:
                 observer.run_started(run)
             observer.run_finished(run, outcome.status, seconds)
 
-    def _tally(self, run: Run, seconds: float) -> None:
-        tally = self._tallies.get(run.trigger)
+    def event_started(self, event: EventRun, *, in_thread: bool) -> None:
+        """`started(batched=True)` for a run not built (see `_eventrun`); `in_thread`: its
+        handler runs in the calling thread (`executing`)."""
+        self._in_flight[event.run_id] = event
+        if in_thread:
+            self._executing[event.run_id] = (event, True)
+        if debug_enabled():
+            request = event.request
+            extra = {"backfill": True} if request.backfill else {}
+            log.debug("run started", scheduled_at=iso(request.scheduled_at), attempt=1, **extra)
+
+    def event_succeeded(self, event: EventRun) -> None:
+        """`finished(batched=True)` of a success, the run perhaps never built."""
+        seconds = (self.clock.now() - event.started_at).total_seconds()
+        request = event.request
+        with self._lock:
+            self._in_flight.pop(event.run_id, None)
+            self._tally(request.trigger, request.scheduled_at, event.started_at, 1, seconds)
+        if debug_enabled():
+            log.debug("run finished", status=RunStatus.SUCCEEDED.value, duration=seconds)
+
+    def event_returned(self, event: EventRun) -> None:
+        """Its handler (in the calling thread) returned or raised: see `executing`."""
+        self._executing.pop(event.run_id, None)
+
+    def event_failed(self, event: EventRun, outcome: RunOutcome) -> None:
+        """The event's run did not succeed: built, and recorded as any run is."""
+        self.finished(event.materialize(), outcome, batched=True)
+
+    def _tally(
+        self,
+        trigger: str,
+        scheduled_at: datetime | None,
+        started_at: datetime,
+        attempt: int,
+        seconds: float,
+    ) -> None:
+        tally = self._tallies.get(trigger)
         if tally is None:
-            tally = self._tallies[run.trigger] = Tally()
+            tally = self._tallies[trigger] = Tally()
         tally.count += 1
         tally.durations.append(seconds)
-        if run.scheduled_at is not None and run.attempt == 1:
-            tally.lags.append((run.started_at - run.scheduled_at).total_seconds())
+        if scheduled_at is not None and attempt == 1:
+            tally.lags.append((started_at - scheduled_at).total_seconds())
 
     def fold(self, trigger: str) -> None:
         """Tell the observers about the trigger's change events that succeeded since the last
@@ -150,7 +198,8 @@ class RunBook:
     def in_flight(self) -> list[Run]:
         """Runs started and not finished (however they execute), the longest-running first."""
         with self._lock:
-            runs = list(self._in_flight.values())
+            found = list(self._in_flight.values())
+        runs = [run if isinstance(run, Run) else run.materialize() for run in found]
         return sorted(runs, key=lambda run: run.started_at)
 
     def executing(self, run: Run, batched: bool = False) -> AbstractContextManager[None]:
@@ -163,7 +212,8 @@ class RunBook:
         `running` in the state file; record it cancelled while the store is still open."""
         with self._lock:
             stuck = list(self._executing.values())
-        for run, batched in stuck:  # batched: its start was not recorded, `finished` does it
+        for entry, batched in stuck:  # batched: its start was not recorded, `finished` does it
+            run = entry if isinstance(entry, Run) else entry.materialize()
             with bound_contextvars(workflow=self.workflow, trigger=run.trigger, run_id=run.run_id):
                 log.warning("run abandoned: its handler did not return after the cancel")
                 error = RuntimeError("cancelled at shutdown; the handler did not return")
@@ -208,7 +258,7 @@ def completed(run: Run, timeout: float | None) -> RunOutcome:
     return RunOutcome(RunStatus.CANCELLED if run.cancelled else RunStatus.SUCCEEDED)
 
 
-def thread_deadline(run: Run, timeout: float | None) -> AbstractContextManager[None]:
+def thread_deadline(run: Run | EventRun, timeout: float | None) -> AbstractContextManager[None]:
     """A thread cannot be cancelled: at the deadline the run is flagged timed out and
     cancelled (the handler sees `current_run().cancelled`; SQL statements are stopped)."""
     return watchdog(timeout, run.expire)
@@ -218,7 +268,11 @@ class _Executing:
     """`RunBook.executing`: a class, not a generator, as it is entered once per change event."""
 
     def __init__(
-        self, runs: dict[str, tuple[Run, bool]], lock: threading.Lock, run: Run, batched: bool
+        self,
+        runs: dict[str, tuple[Run | EventRun, bool]],
+        lock: threading.Lock,
+        run: Run,
+        batched: bool,
     ) -> None:
         self.runs, self.lock, self.run, self.batched = runs, lock, run, batched
 
@@ -229,38 +283,3 @@ class _Executing:
     def __exit__(self, *exc: object) -> None:
         with self.lock:
             self.runs.pop(self.run.run_id, None)
-
-
-_POLL = 0.05  # seconds between looks at a cancel flag a handler waits on
-
-
-class _CancelFlag(threading.Event):
-    """A run's cancel flag that also reads as set once `parent` (a trigger's hard stop) is.
-
-    A run only sets and reads its flag (never waits on it), so this keeps a plain bool and no
-    Event of its own: one is made per change event, and an Event's lock and condition cost
-    more than the rest of the run's bookkeeping."""
-
-    def __init__(self, parent: threading.Event) -> None:  # no super().__init__(): see above
-        self._parent = parent
-        self._own = False
-
-    def is_set(self) -> bool:
-        return self._own or self._parent.is_set()
-
-    def set(self) -> None:
-        self._own = True
-
-    def clear(self) -> None:
-        self._own = False
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """A handler's interruptible sleep (`current_run().cancelled.wait(10)`): wakes within
-        `_POLL` of its own flag (which has no condition to notify) and at once for the parent's."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.is_set():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            self._parent.wait(_POLL if left is None else min(_POLL, left))
-        return True
