@@ -21,8 +21,7 @@ from dataflow._core.logs import debug_enabled, error_text, escape_surrogates, ge
 from dataflow._core.redact import redact_text
 from dataflow._core.run import Run, RunStatus, TriggerState
 from dataflow._core.watchdog import watchdog
-from dataflow.runtime._eventrun import CancelFlag as _CancelFlag  # its old home's name
-from dataflow.runtime._eventrun import EventRun
+from dataflow.runtime._eventrun import CancelFlag, EventRun
 from dataflow.runtime._tally import Tally
 from dataflow.state import FireEntry, FireOutcome, Store
 from dataflow.triggers.base import RunOutcome, RunRequest
@@ -80,7 +79,7 @@ class RunBook:
             payload=request.payload,
             backfill=request.backfill,
             state=self._trigger_state(request.trigger),
-            _cancel_requested=threading.Event() if cancel is None else _CancelFlag(cancel),
+            _cancel_requested=threading.Event() if cancel is None else CancelFlag(cancel),
         )
 
     def _trigger_state(self, trigger: str) -> TriggerState:

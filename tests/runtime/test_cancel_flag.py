@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 
-from dataflow.runtime._runbook import _CancelFlag
+from dataflow.runtime._eventrun import CancelFlag
 
 
 def test_waiting_on_the_flag_ends_when_the_run_or_its_trigger_is_cancelled() -> None:
     parent = threading.Event()
-    flag = _CancelFlag(parent)
+    flag = CancelFlag(parent)
     assert flag.wait(0.01) is False and not flag.is_set()  # not cancelled: the timeout ends it
 
     waiter = threading.Thread(target=flag.wait)  # no timeout: only a cancel ends it
