@@ -23,7 +23,7 @@ from dataflow._core.handlers import call_sync, is_async_handler
 from dataflow._core.logs import get_logger
 from dataflow._core.run import Run, RunStatus, reset_current_run, set_current_run
 from dataflow.runtime._runbook import RunBook, RunObserver, completed, failed, thread_deadline
-from dataflow.state import FireEntry, Store
+from dataflow.state import FireEntry, RunRecord, Store
 from dataflow.triggers.base import RunHandle, RunOutcome, RunRequest
 
 __all__ = ["Dispatcher", "RunObserver"]
@@ -148,6 +148,12 @@ class Dispatcher:
         self, request: RunRequest, reason: str, ledger: Sequence[FireEntry] | None = None
     ) -> None:
         await offload.run_sync(partial(self.book.skipped, request, reason, ledger))
+
+    def skipped_run(self, request: RunRequest, reason: str) -> RunRecord:
+        return self.book.skipped_run(request, reason)
+
+    def skipped_written(self, records: Sequence[RunRecord]) -> None:
+        self.book.skipped_written(records)
 
     async def _attempt(
         self, request: RunRequest, attempt: int, handle: RunHandle | None
