@@ -25,7 +25,7 @@ from dataflow.runtime._calls import call_async, is_cancellation
 from dataflow.runtime._eventpaths import SUCCEEDED, event_on_loop
 from dataflow.runtime._eventrun import EventRun
 from dataflow.runtime._runbook import RunBook, RunObserver, completed, failed, thread_deadline
-from dataflow.state import FireEntry, Store
+from dataflow.state import FireEntry, RunRecord, Store
 from dataflow.triggers.base import RunHandle, RunOutcome, RunRequest
 
 __all__ = ["Dispatcher", "RunObserver"]
@@ -196,6 +196,12 @@ class Dispatcher:
         self, request: RunRequest, reason: str, ledger: Sequence[FireEntry] | None = None
     ) -> None:
         await offload.run_sync(partial(self.book.skipped, request, reason, ledger))
+
+    def skipped_run(self, request: RunRequest, reason: str) -> RunRecord:
+        return self.book.skipped_run(request, reason)
+
+    def skipped_written(self, records: Sequence[RunRecord]) -> None:
+        self.book.skipped_written(records)
 
     async def _attempt(
         self, request: RunRequest, attempt: int, handle: RunHandle | None

@@ -23,7 +23,7 @@ from dataflow._core.run import Run, RunStatus, TriggerState
 from dataflow._core.watchdog import watchdog
 from dataflow.runtime._eventrun import CancelFlag, EventRun
 from dataflow.runtime._tally import Tally
-from dataflow.state import FireEntry, FireOutcome, Store
+from dataflow.state import FireEntry, FireOutcome, RunRecord, Store
 from dataflow.triggers.base import RunOutcome, RunRequest
 
 log = get_logger("dataflow.run")
@@ -223,22 +223,48 @@ class RunBook:
     ) -> None:
         """A skipped run record, and its fire's ledger rows first (the record's start must
         not take the fire's row for a run)."""
-        now, run_id = self.clock.now(), uuid.uuid4().hex
+        record = self.skipped_run(request, reason)
         if ledger is None and request.scheduled_at is not None and not request.backfill:
             ledger = [FireEntry(fire_at=request.scheduled_at, outcome=SKIPPED, reason=reason)]
         if ledger:
             self.state.record_fires(self.workflow, request.trigger, ledger)
         self.state.record_run_start(
-            run_id, self.workflow, request.trigger, request.scheduled_at, now
+            record.run_id, self.workflow, request.trigger, request.scheduled_at, record.started_at
         )
-        self.state.record_run_end(run_id, RunStatus.SKIPPED, now, escape_surrogates(reason))
-        for observer in self.observers:
-            observer.run_skipped(request.trigger)
+        self.state.record_run_end(record.run_id, RunStatus.SKIPPED, record.started_at, record.error)
+        self.skipped_written([record])
+
+    def skipped_run(self, request: RunRequest, reason: str) -> RunRecord:
+        """The record of a run skipped now (`reason` kept as its error), not yet written."""
+        now = self.clock.now()
+        return RunRecord(
+            run_id=uuid.uuid4().hex,
+            workflow=self.workflow,
+            trigger=request.trigger,
+            scheduled_at=request.scheduled_at,
+            started_at=now,
+            ended_at=now,
+            status=RunStatus.SKIPPED.value,
+            attempt=1,
+            error=escape_surrogates(reason),
+        )
+
+    def skipped_written(self, records: Sequence[RunRecord]) -> None:
+        """Counted one by one; logged in ONE line, however many (a late batch's records: a line
+        each would be most of what writing them costs, and a stop under load waits for it)."""
+        for record in records:
+            for observer in self.observers:
+                observer.run_skipped(record.trigger)
+        if not records:
+            return
+        newest = records[-1]
+        more = {"skipped": len(records), "oldest": iso(records[0].scheduled_at)}
         log.warning(
             "run skipped",
-            trigger=request.trigger,
-            reason=reason,
-            scheduled_at=iso(request.scheduled_at),
+            trigger=newest.trigger,
+            reason=newest.error,
+            scheduled_at=iso(newest.scheduled_at),
+            **(more if len(records) > 1 else {}),
         )
 
 

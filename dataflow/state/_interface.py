@@ -111,13 +111,22 @@ class Store(Protocol):
 
     # -- cron fires -----------------------------------------------------------------------
     def claim_fire(
-        self, workflow: str, trigger: str, fire_at: datetime, ledger: Sequence[FireEntry] = ()
+        self,
+        workflow: str,
+        trigger: str,
+        fire_at: datetime,
+        ledger: Sequence[FireEntry] = (),
+        *,
+        skipped: Sequence[RunRecord] = (),
     ) -> bool:
         """Claim the fire of `trigger` at `fire_at` and make it the trigger's last fire; its
         ledger row says `claimed`, and `ledger` (the fires it runs for: coalesced, missed) is
-        written with it. True: this process runs (or records skipped) the fire; False: another
-        replica has it, and nothing is written. Durable before it returns: a restart never
-        runs a claimed fire time again."""
+        written with it, and so are `skipped`: finished run records (a late batch's fires
+        that do not run), kept as given, which take no ledger row for a run. All in one
+        transaction: a stop cannot part a late batch's records from the claim that moves the
+        last fire past them. True: this process runs (or records skipped) the fire; False:
+        another replica has it, and nothing is written. Durable before it returns: a restart
+        never runs a claimed fire time again."""
         ...
 
     def record_fires(self, workflow: str, trigger: str, entries: Sequence[FireEntry]) -> None:

@@ -12,12 +12,13 @@ replica's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from dataflow.state._interface import RunRecord
+from dataflow.state._ledger import FireEntry
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -93,10 +94,19 @@ class Leases(Protocol):
         """Every replica that sent a heartbeat, the most recently heard first."""
         ...
 
-    def claim_fire_alone(self, workflow: str, trigger: str, fire_at: datetime) -> Claim:
+    def claim_fire_alone(
+        self,
+        workflow: str,
+        trigger: str,
+        fire_at: datetime,
+        ledger: Sequence[FireEntry] = (),
+        *,
+        skipped: Sequence[RunRecord] = (),
+    ) -> Claim:
         """`claim_fire` for a trigger whose overlap is `skip`: in the claim's transaction, a
         run of the trigger that another live replica is running is looked for; if there is
-        one the fire is claimed (it is not run anywhere) and `running_on` names the replica."""
+        one the fire is claimed (it is not run anywhere) and `running_on` names the replica.
+        `ledger` and `skipped` as for `claim_fire`."""
         ...
 
     def recover_dead(self, workflow: str) -> list[RunRecord]:

@@ -56,6 +56,33 @@ def select_runs_by_id(cur: Any, run_ids: Sequence[str]) -> list[RunRecord]:
     return [found[run_id] for run_id in run_ids if run_id in found]
 
 
+def insert_runs(cur: Any, records: Sequence[RunRecord], replica: str | None) -> None:
+    """Runs written whole, ended (a late batch's skipped records, in its claim's transaction):
+    unlike a run's start, they leave the fire ledger alone (the caller writes their rows)."""
+    if not records:
+        return
+    cur.executemany(
+        "INSERT INTO runs (run_id, workflow, trigger, scheduled_at, started_at, ended_at, status,"
+        " attempt, error, backfill, replica) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [
+            (
+                r.run_id,
+                r.workflow,
+                r.trigger,
+                r.scheduled_at,
+                r.started_at,
+                r.ended_at,
+                r.status,
+                r.attempt,
+                r.error,
+                r.backfill,
+                replica,
+            )
+            for r in records
+        ],
+    )
+
+
 class BatchWrites:
     """`Store.flush` and `Store.record_batch_end` for `PostgresStore` (a mixin: its module is
     at its size limit). Each of its writes commits before the call returns: nothing waits."""

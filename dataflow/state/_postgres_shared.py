@@ -13,6 +13,7 @@ from typing import Any
 
 from dataflow._core.logs import get_logger
 from dataflow.state import _postgres_fires as fires
+from dataflow.state import _postgres_history as history
 from dataflow.state import _postgres_leases as leases
 from dataflow.state import _postgres_replicas as replicas
 from dataflow.state._interface import RunRecord
@@ -32,27 +33,41 @@ class SharedMethods:
 
     # -- fires ---------------------------------------------------------------------------
     def claim_fire(
-        self, workflow: str, trigger: str, fire_at: datetime, ledger: Sequence[FireEntry] = ()
+        self,
+        workflow: str,
+        trigger: str,
+        fire_at: datetime,
+        ledger: Sequence[FireEntry] = (),
+        *,
+        skipped: Sequence[RunRecord] = (),
     ) -> bool:
         """The ledger row and the last fire in one transaction: only the replica whose insert
         went in (or to which a dead replica's fire was handed) runs the fire. The last fire
         only moves forward: a slow replica claiming an earlier fire leaves a later one.
-        Claimed: the fires it stands for (`ledger`) are written too; lost: nothing is, the
-        winner records them."""
+        Claimed: the fires it stands for (`ledger`, `skipped`) are written too; lost: nothing
+        is, the winner records them."""
         with self._counted() as outcome, self._transaction() as cur:
             outcome["won"] = self._claim(cur, workflow, trigger, fire_at)
             if outcome["won"]:
                 fires.write(cur, workflow, trigger, ledger)
+                history.insert_runs(cur, skipped, self.replica_id)
         return outcome["won"]
 
     def claim_fire_alone(
-        self, workflow: str, trigger: str, fire_at: datetime, ledger: Sequence[FireEntry] = ()
+        self,
+        workflow: str,
+        trigger: str,
+        fire_at: datetime,
+        ledger: Sequence[FireEntry] = (),
+        *,
+        skipped: Sequence[RunRecord] = (),
     ) -> Claim:
         with self._counted() as outcome, self._transaction() as cur:
             won = outcome["won"] = self._claim(cur, workflow, trigger, fire_at)
             if not won:
                 return Claim(False)
             fires.write(cur, workflow, trigger, ledger)
+            history.insert_runs(cur, skipped, self.replica_id)
             ttl, me = self.replica_ttl, self.replica_id
             return Claim(True, replicas.running_elsewhere(cur, workflow, trigger, me, ttl))
 

@@ -61,6 +61,31 @@ def select_runs_by_id(cur: sqlite3.Cursor, run_ids: Sequence[str]) -> list[RunRe
     return [found[run_id] for run_id in run_ids if run_id in found]
 
 
+def insert_runs(cur: sqlite3.Cursor, records: Sequence[RunRecord], replica: str | None) -> None:
+    """Runs written whole, ended (a late batch's skipped records, in its claim's transaction):
+    unlike a run's start, they leave the fire ledger alone (the caller writes their rows)."""
+    cur.executemany(
+        "INSERT INTO runs (run_id, workflow, trigger, scheduled_at, started_at, ended_at, status,"
+        " attempt, error, backfill, replica) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                r.run_id,
+                r.workflow,
+                r.trigger,
+                iso(r.scheduled_at, utc=True),
+                iso(r.started_at, utc=True),
+                iso(r.ended_at, utc=True),
+                r.status,
+                r.attempt,
+                r.error,
+                int(r.backfill),
+                replica,
+            )
+            for r in records
+        ],
+    )
+
+
 def end_batch(
     cur: sqlite3.Cursor,
     run_id: str,

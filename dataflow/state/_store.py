@@ -128,11 +128,18 @@ class SqliteStore(_ledger.SqliteFireLedger):
 
     # -- cron fires and stream positions: kept as trigger_state keys, as since schema 0 ---
     def claim_fire(
-        self, workflow: str, trigger: str, fire_at: datetime, ledger: Sequence[FireEntry] = ()
+        self,
+        workflow: str,
+        trigger: str,
+        fire_at: datetime,
+        ledger: Sequence[FireEntry] = (),
+        *,
+        skipped: Sequence[RunRecord] = (),
     ) -> bool:
-        with self._write() as cur:  # durable, with its ledger rows and every write before it
+        with self._write() as cur:  # durable: one commit with every write before it
             _ledger.claim(cur, workflow, trigger, fire_at, LAST_FIRE)
             _ledger.write(cur, workflow, trigger, ledger)
+            history.insert_runs(cur, skipped, self.replica_id)
         return True  # the only process on this file (`hold()`): every fire is its own
 
     def last_fire(self, workflow: str, trigger: str) -> datetime | None:

@@ -43,6 +43,16 @@ class Runner(Protocol):
         request's fire, `skipped` for `reason`)."""
         ...
 
+    def skipped_run(self, request: RunRequest, reason: str) -> RunRecord:
+        """A skipped run record for a trigger to write in its own store call (a late batch's,
+        with its claim: `Store.claim_fire(skipped=)`); `skipped_written` once it is written."""
+        ...
+
+    def skipped_written(self, records: Sequence[RunRecord]) -> None:
+        """Skipped records a trigger's store call wrote: each counted as `record_skipped`
+        counts its own, all logged in one line. Called in the store call's thread."""
+        ...
+
     def spawn(self, request: RunRequest) -> RunHandle:
         """Start a run in the runtime's run group (it survives the trigger's stop for grace)."""
         ...

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from dataflow import Runtime, Settings, Workflow, cronjob, current_run
-from dataflow.state import FireEntry, SqliteStore
+from dataflow.state import FireEntry, RunRecord, SqliteStore
 from dataflow.testing import FakeClock
 from tests._runtime import START, until
 
@@ -22,10 +22,16 @@ class EveryOtherFire(SqliteStore):
     """A store on which another replica claims the fires of odd minutes."""
 
     def claim_fire(
-        self, workflow: str, trigger: str, fire_at: datetime, ledger: Sequence[FireEntry] = ()
+        self,
+        workflow: str,
+        trigger: str,
+        fire_at: datetime,
+        ledger: Sequence[FireEntry] = (),
+        *,
+        skipped: Sequence[RunRecord] = (),
     ) -> bool:
         mine = fire_at.minute % 2 == 0
-        return super().claim_fire(workflow, trigger, fire_at, ledger) and mine
+        return super().claim_fire(workflow, trigger, fire_at, ledger, skipped=skipped) and mine
 
 
 async def test_a_fire_claimed_elsewhere_is_not_run_here(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dataflow._core.errors import StateStoreError
-from dataflow.state import SqliteStore
+from dataflow.state import FireEntry, FireOutcome, RunRecord, SqliteStore
 from tests.reliability._disk import small_disk
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -114,6 +114,25 @@ def test_a_durable_write_waits_for_its_commit_and_takes_earlier_writes_along(
     assert len(commits) == 3 and committed_runs(store.path) == 10
     other = open_store(path=store.path)
     assert other.get_state("w", "t", "user:k") == "1" and other.last_fire("w", "cron") == T0
+
+
+def test_a_late_batch_claim_is_one_commit_durable_at_return(
+    open_store: Callable[..., SqliteStore],
+) -> None:
+    """A late batch's claim with its ledger rows and 10 skipped records: one commit, which
+    another connection sees as soon as the call returns (a stop after it loses none)."""
+    store = open_store()
+    commits = count_commits(store)
+    fires = [T0 + timedelta(seconds=n) for n in range(11)]
+    notes = [FireEntry(fire_at=f, outcome=FireOutcome.MISSED, reason="late") for f in fires[:-1]]
+    records = [
+        RunRecord(f"s{n}", "w", "cron", f, T0, T0, "skipped", 1, "late")
+        for n, f in enumerate(fires[:-1])
+    ]
+    assert store.claim_fire("w", "cron", fires[-1], notes, skipped=records)
+    assert len(commits) == 1 and committed_runs(store.path) == 10
+    other = open_store(path=store.path)
+    assert len(other.fires("w", "cron")) == 11 and other.last_fire("w", "cron") == fires[-1]
 
 
 def test_reads_see_batched_writes_before_their_commit(

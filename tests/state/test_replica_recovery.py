@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dataflow.state import PostgresStore
+from dataflow.state import FireEntry, FireOutcome, PostgresStore, RunRecord
 from dataflow.state._leases import Claim
 from tests.state._pg_store import fresh_schema, schema_url, sql
 
@@ -110,6 +110,32 @@ def test_skip_looks_at_live_replicas_runs(replicas: dict[str, PostgresStore]) ->
     silence(a, "a")
     assert b.claim_fire_alone(W, "sync", later + timedelta(minutes=1)) == Claim(True, None)
     assert b.claim_counts() == {"won": 2, "lost": 0} and a.claim_counts()["lost"] == 1
+
+
+def test_a_late_batch_is_written_by_the_replica_whose_claim_won(
+    replicas: dict[str, PostgresStore],
+) -> None:
+    """Two replicas late over the same fires: the winner of the newest fire's claim writes the
+    batch's ledger rows and skipped records; the loser writes nothing (either way of claiming),
+    so no fire gets two skipped records."""
+    a, b = replicas["a"], replicas["b"]
+    late, newest = T0, T0 + timedelta(minutes=1)
+    note = [FireEntry(fire_at=late, outcome=FireOutcome.MISSED, reason="late")]
+
+    def skipped(run_id: str) -> list[RunRecord]:
+        return [RunRecord(run_id, W, "sync", late, newest, newest, "skipped", 1, "late")]
+
+    assert a.claim_fire(W, "sync", newest, note, skipped=skipped("by-a"))
+    assert not b.claim_fire(W, "sync", newest, note, skipped=skipped("by-b"))
+    assert b.claim_fire_alone(W, "sync", newest, note, skipped=skipped("by-b")) == Claim(False)
+    [record] = b.runs(W, "sync")
+    assert (record.run_id, record.replica, record.status) == ("by-a", "a", "skipped")
+    assert [(e.fire_at, e.outcome) for e in b.fires(W, "sync")] == [
+        (newest, FireOutcome.CLAIMED),
+        (late, FireOutcome.MISSED),
+    ]
+    alone = b.claim_fire_alone(W, "sync", newest + timedelta(minutes=1), skipped=skipped("b2"))
+    assert alone == Claim(True, None) and b.runs(W, "sync")[0].run_id == "b2"
 
 
 def test_a_fire_ahead_of_the_database_clock_is_not_claimed(

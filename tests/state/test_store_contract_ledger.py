@@ -1,11 +1,13 @@
-"""The `Store` contract, continued: the fire ledger (`claim_fire`'s rows, `record_fires`,
-`fires`, a run's start completing its fire's row, pruning), on SQLite and PostgreSQL."""
+"""The `Store` contract, continued: the fire ledger (`claim_fire`'s rows and a late batch's
+skipped records, `record_fires`, `fires`, a run's start completing its fire's row, pruning), on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from dataflow.state import FireEntry, FireOutcome, Retention, Store
+from dataflow.state import FireEntry, FireOutcome, Retention, RunRecord, Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -42,6 +44,47 @@ def test_a_claim_writes_the_fires_it_stands_for_in_the_same_call(store: Store) -
         (into, "caught_up", "r1"),  # keeps its word, gains the run
     ]
     assert store.fires("w", "t")[-1].related_at == into
+
+
+def skipped_record(run_id: str, fire_at: datetime, error: str = "late") -> RunRecord:
+    at = T0 + 10 * MINUTE
+    return RunRecord(run_id, "w", "t", fire_at, at, at, "skipped", 1, error)
+
+
+def test_a_claim_writes_a_late_batch_s_skipped_records_in_the_same_call(store: Store) -> None:
+    """A late wake's claim of the fire that runs: the older fires' ledger rows and skipped
+    records go with it, kept as given; the records take no ledger row for a run."""
+    late, newest = [T0, T0 + MINUTE], T0 + 2 * MINUTE
+    notes = [
+        FireEntry(fire_at=late[0], outcome=FireOutcome.MISSED, reason="past the grace"),
+        FireEntry(fire_at=late[1], outcome=FireOutcome.COALESCED, related_at=newest),
+    ]
+    records = [skipped_record("s0", late[0]), skipped_record("s1", late[1], "late\nagain")]
+    assert store.claim_fire("w", "t", newest, notes, skipped=records)
+    assert store.last_fire("w", "t") == newest
+    assert outcomes(store) == [
+        (late[0], "missed", None),
+        (late[1], "coalesced", None),
+        (newest, "claimed", None),
+    ]
+    written = store.runs("w", "t")[::-1]
+    assert [replace(r, replica=None) for r in written] == records
+    assert store.runs("w", status="skipped", limit=1)[0].run_id == "s1"
+    store.record_run_start("r1", "w", "t", newest, T0 + 10 * MINUTE)
+    assert outcomes(store)[-1] == (newest, "ran", "r1")
+
+
+def test_a_late_batch_with_none_to_run_marks_the_newest_too(store: Store) -> None:
+    """All past the grace: the newest fire is claimed (the last fire moves past them all)
+    and recorded skipped with the others; its row stays `missed`, no run takes it."""
+    fires = [T0 + n * MINUTE for n in range(3)]
+    notes = [FireEntry(fire_at=f, outcome=FireOutcome.MISSED, reason="past") for f in fires]
+    summary = skipped_record("sum", fires[-1], "3 fires from 09:00 to 09:02: late")
+    assert store.claim_fire("w", "t", fires[-1], notes, skipped=[summary])
+    assert outcomes(store) == [(f, "missed", None) for f in fires]
+    [written] = store.runs("w", "t")
+    assert (written.run_id, written.status, written.error) == ("sum", "skipped", summary.error)
+    assert store.last_fire("w", "t") == fires[-1]
 
 
 def test_an_outcome_once_written_stays_and_a_skip_is_not_taken_for_a_run(store: Store) -> None:

@@ -20,20 +20,20 @@ from typing import Any, Literal
 import anyio
 
 from dataflow._core.clock import iso
-from dataflow._core.errors import StateStoreError
 from dataflow._core.logs import get_logger
 from dataflow.state import FireEntry
 from dataflow.state._interface import RunRecord
-from dataflow.state._leases import Claim, Leases
 from dataflow.state._ledger import MAX_ENTRIES
 from dataflow.state._store import LAST_FIRE as LAST_FIRE  # where a store keeps last fires
 from dataflow.triggers._cron import ledger
+from dataflow.triggers._cron.claim import FireClaim, claim_fire
 from dataflow.triggers._cron.ledger import STEPPED, past_grace
 from dataflow.triggers._cron.missed import (
     COUNT_LIMIT,
     MAX_CATCHUP_RUNS,
     fires_back,
     in_grace,
+    late_batch,
     latest_due,
     record_skipped,
 )
@@ -183,22 +183,17 @@ class CronJob:
     async def _run_or_skip(
         self, ctx: TriggerContext, gate: OverlapGate, due: list[datetime], now: datetime, why: str
     ) -> None:
-        """Late fires (oldest first): `all` runs each within the grace, otherwise the newest
-        within the grace runs; every other one gets a skipped record saying why."""
-        grace = self.policy.misfire_grace
-        recent = [fire for fire in due if in_grace(grace, now)(fire)]
-        run = recent if self.policy.catchup == "all" else recent[-1:]
-        skipped = [fire for fire in due if fire not in run]
-        for fire in run:
+        """Late fires (oldest first): some run, the others are recorded by the first claim,
+        before any run starts (`LateBatch`)."""
+        policy = self.policy
+        batch = late_batch(ctx, self.request, due, now, policy.misfire_grace, policy.catchup, why)
+        if batch.run:
+            await self.fire(ctx, gate, batch.run[0], batch.notes, batch.skipped)
+        else:
+            with anyio.CancelScope(shield=True):  # see `fire`
+                await self._claim(ctx, batch.claim_at, batch.notes, batch.skipped)
+        for fire in batch.run[1:]:
             await self.fire(ctx, gate, fire)
-        if skipped:
-            await self._claim(ctx, due[-1])  # the last fire moves past the skipped ones
-            late = f"{ledger.LATE} (catchup={self.policy.catchup})"
-            notes = ledger.missed([f for f in skipped if f not in recent], past_grace(grace, why))
-            notes += ledger.coalesced([f for f in skipped if f in recent], due[-1], late)
-            await record_skipped(
-                ctx, self.request, skipped, f"{why}; not run by catchup/grace", notes
-            )
 
     # -- wall-clock steps ----------------------------------------------------------------------
 
@@ -237,15 +232,16 @@ class CronJob:
         gate: OverlapGate,
         fire_at: datetime,
         notes: Sequence[FireEntry] = (),
+        skipped: Sequence[RunRecord] = (),
     ) -> datetime:
-        """Claim and start `fire_at`; `notes`: ledger rows of fires it runs for, written with
-        its claim (the same store call)."""
+        """Claim and start `fire_at`; `notes`: ledger rows of fires it runs for, `skipped`:
+        records of late fires not run, written with its claim (the same store call)."""
         request = self.request(fire_at)
         # Shielded: once the fire time is saved as the last fire, its run must be started (or
         # recorded skipped). A stop landing in between would lose the fire for good: neither
         # run nor recorded, and a restart catches up only after the last fire.
         with anyio.CancelScope(shield=True):
-            claim = await self._claim(ctx, fire_at, notes)
+            claim = await self._claim(ctx, fire_at, notes, skipped)
             if claim.running_on is not None:
                 why = f"previous run still in progress on replica {claim.running_on}"
                 await ctx.runner.record_skipped(request, why)
@@ -254,29 +250,15 @@ class CronJob:
         return fire_at
 
     async def _claim(
-        self, ctx: TriggerContext, fire_at: datetime, notes: Sequence[FireEntry] = ()
-    ) -> Claim:
-        """Claim the fire, which becomes the last fire (`notes`: ledger rows of fires it runs
-        for, written with the claim); not won: another replica runs it, or the store cannot be
-        reached (then no replica may be the one that runs it twice: a replica that lost the
-        database claims nothing until it has it back)."""
-        state, notes_if_any = ctx.state, (notes,) if notes else ()  # none: as before the ledger
-        args = (ctx.workflow, self.name, fire_at, *notes_if_any)
-        try:
-            if self.policy.overlap is Overlap.SKIP and isinstance(state, Leases):
-                claim = await state.call(state.claim_fire_alone, *args)
-            else:
-                claim = Claim(await state.call(state.claim_fire, *args))
-        except StateStoreError as exc:
-            if not isinstance(state, Leases):  # a store of its own (SQLite): its error ends it
-                raise
-            log.debug(
-                "fire not claimed: state store unreachable", trigger=self.name, error=str(exc)
-            )
+        self,
+        ctx: TriggerContext,
+        fire_at: datetime,
+        notes: Sequence[FireEntry] = (),
+        skipped: Sequence[RunRecord] = (),
+    ) -> FireClaim:
+        claim = await claim_fire(ctx, self.name, self.policy.overlap, fire_at, notes, skipped)
+        if claim.unreachable:
             self.cut_off = True  # nor can any replica that lost it: caught up on its return
-            return Claim(False)
-        if not claim.won:
-            log.debug("fire claimed by another replica", trigger=self.name, fire_at=iso(fire_at))
         return claim
 
     async def recover(self, ctx: TriggerContext, gate: OverlapGate, runs: list[RunRecord]) -> None:

@@ -27,6 +27,20 @@ def missed(fires: Iterable[datetime], why: str) -> list[FireEntry]:
     return [FireEntry(fire_at=f, outcome=FireOutcome.MISSED, reason=why) for f in fires]
 
 
+def late(
+    skipped: list[datetime],
+    recent: list[datetime],
+    into: datetime,
+    grace: float | None,
+    why: str,
+    catchup: str,
+) -> list[FireEntry]:
+    """Late fires not run: past the grace they were missed, within it coalesced into `into`."""
+    notes = missed([f for f in skipped if f not in recent], past_grace(grace, why))
+    notes += coalesced([f for f in skipped if f in recent], into, f"{LATE} (catchup={catchup})")
+    return notes
+
+
 def caught_up(fire_at: datetime, missed_count: int) -> FireEntry:
     why = f"{DOWNTIME}: {missed_count} fire(s) were due while the workflow was down"
     return FireEntry(fire_at=fire_at, outcome=FireOutcome.CAUGHT_UP, reason=why)
