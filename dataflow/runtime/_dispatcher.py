@@ -24,7 +24,8 @@ from dataflow._core.run import Run, RunStatus, reset_current_run, set_current_ru
 from dataflow.runtime._calls import call_async, is_cancellation
 from dataflow.runtime._eventpaths import SUCCEEDED, event_on_loop
 from dataflow.runtime._eventrun import EventRun
-from dataflow.runtime._runbook import RunBook, RunObserver, completed, failed, thread_deadline
+from dataflow.runtime._outcomes import completed, failed, thread_deadline
+from dataflow.runtime._runbook import RunBook, RunObserver
 from dataflow.state import FireEntry, RunRecord, Store
 from dataflow.triggers.base import RunHandle, RunOutcome, RunRequest
 

@@ -20,7 +20,8 @@ from dataflow._core import offload
 from dataflow._core.run import Run, RunStatus, reset_current_run, set_current_run
 from dataflow.runtime._calls import call_async
 from dataflow.runtime._eventrun import EventRun
-from dataflow.runtime._runbook import RunBook, completed, failed
+from dataflow.runtime._outcomes import completed, failed
+from dataflow.runtime._runbook import RunBook
 from dataflow.triggers.base import RunOutcome, RunRequest
 
 SUCCEEDED = RunOutcome(RunStatus.SUCCEEDED)  # frozen: one for every change event that succeeds

@@ -247,15 +247,17 @@ async def test_clock_step_forward_coalesces_and_backward_is_logged(tmp_path: Pat
     with captured_logs() as logs:
         wf = workflow(job, "*/10 * * * *")
         async with running(wf, tmp_path, clock=clock, autojump=False):
-            # Each step lands while the trigger sleeps for its next fire: a step that lands
-            # while it is still busy with the previous fire timed out a wait here on trio under
-            # load (seen in CI runs; cause not found yet, see the session note).
+            # Each step lands once the previous run FINISHED: the handler's entry is not enough.
+            # A step landing while the 09:10 run was still being recorded made its coalesced
+            # 10:00 fire "skipped: previous run still in progress" (overlap=skip, as it should),
+            # and this test timed out now and then under load.
             await until(lambda: clock.next_deadline() is not None)
             clock.set(START + timedelta(minutes=10))
             await until(lambda: len(fired) >= 1)  # 09:10
+            await until(lambda: any(e["event"] == "run finished" for e in logs))
             await until(lambda: clock.next_deadline() is not None)
             # A forward step: 09:20..10:00 missed. Set again (the same time: no new step) if the
-            # fire is slow to come, which wakes the trigger once more (see the comment above).
+            # fire is slow to come, which wakes the trigger once more.
             with anyio.fail_after(10):
                 while len(fired) < 2:
                     clock.set(START + timedelta(hours=1, minutes=5))
