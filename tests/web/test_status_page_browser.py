@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,10 +20,10 @@ import pytest
 
 from dataflow.state import SqliteStore
 from tests._paths import ROOT
-from tests._peers import peer_unavailable, require_module
+from tests._peers import require_module
+from tests.web.conftest import need_chromium
 
 pytestmark = pytest.mark.slow
-CHROMIUM = "/usr/bin/chromium"
 TOKEN = "demo-token-7f3a"
 PAYLOAD = '{"order": 41, "customer": "ada"}'
 # The README's picture is taken again with DATAFLOW_UPDATE_SCREENSHOT=1; a test run leaves the
@@ -36,8 +35,7 @@ SCREENSHOT = ROOT / "docs" / "status-page.png"
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The demo running with a dead letter in its state and the page on a free port."""
     require_module("playwright.sync_api", "Playwright for Python (pip install playwright)")
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        peer_unavailable("Debian's chromium (apt-get install chromium)")
+    need_chromium()
     folder = tmp_path_factory.mktemp("demo")
     store = SqliteStore(folder / "demo.db")
     store.add_dead_letter("demo", "sync_orders", PAYLOAD, "ValueError: amount 'n/a' is no number")
@@ -108,16 +106,6 @@ def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         watchdog.cancel()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def test_the_page_lists_triggers_with_next_fires_in_their_zone(demo: str, browser: Any) -> None:
