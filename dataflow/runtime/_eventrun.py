@@ -52,6 +52,10 @@ class EventRun:
         self.run_id = f"{random.getrandbits(128):032x}"
         self._run: Run | None = None
 
+    @property
+    def trigger(self) -> str:
+        return self.request.trigger
+
     def materialize(self) -> Run:
         """The run (built now if nobody asked before); the same one for every caller, from any
         thread."""

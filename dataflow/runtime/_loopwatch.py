@@ -90,7 +90,7 @@ class _Watcher:
                     since = None
                 seen, posted = self.answered_at, self._probe()
             elif since is None and time.monotonic() - (seen + posted) / 2 > self.stale_after:
-                since, culprits = (seen + posted) / 2, self._runs_on_loop()
+                since, culprits = (seen + posted) / 2, self._culprits()
 
     def _probe(self) -> float | None:
         """Post a probe; when it was posted (None: the loop is closed, nothing to watch)."""
@@ -104,6 +104,15 @@ class _Watcher:
     def _answer(self) -> None:
         self.answered_at = time.monotonic()
         self.answered.set()
+
+    def _culprits(self) -> list[str]:
+        """The runs blocking the loop; none named rather than a dead watch: an error reading
+        another thread's frames must not end the only thing that notices a blocked loop."""
+        try:
+            return self._runs_on_loop()
+        except Exception as exc:
+            log.debug("loop watch could not read the loop's stack", error=repr(exc))
+            return []
 
     def _runs_on_loop(self) -> list[str]:
         """The handler runs on the loop thread's stack now (the one blocking it)."""

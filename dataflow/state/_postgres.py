@@ -33,6 +33,7 @@ from dataflow.state import _postgres_fires as ledger
 from dataflow.state import _postgres_history as history
 from dataflow.state import _postgres_leases as leases
 from dataflow.state._interface import STUCK_AFTER, DeadLetter, Retention, RunRecord
+from dataflow.state._postgres_connection import RUN_END, HeldRunEnds, connect
 from dataflow.state._postgres_fires import LAST_FIRE
 from dataflow.state._postgres_schema import bring_forward
 from dataflow.state._postgres_shared import SharedMethods
@@ -43,7 +44,6 @@ log = get_logger("dataflow.state")
 
 CONNECT_TIMEOUT = 10  # seconds: an unreachable server fails the start, not hangs it
 INSTALL = "pip install 'dataflow-runtime[postgresql]'"
-_RUN_END = "UPDATE runs SET status=%s, ended_at=%s, error=%s WHERE run_id=%s"
 
 
 def is_postgres_url(location: str) -> bool:
@@ -66,7 +66,7 @@ class PostgresStore(SharedMethods, ledger.PostgresFireLedger, history.BatchWrite
         self._psycopg = _import_psycopg()
         self._lock = HeldLock()
         self._conn: Any = None
-        self._unwritten_ends: list[tuple[str, datetime, str | None, str]] = []
+        self._held = HeldRunEnds()  # run ends kept while the server was away
         with self._lock:
             self.migrated = self._guarded(lambda: bring_forward(self._connection(), self.where))
 
@@ -93,9 +93,7 @@ class PostgresStore(SharedMethods, ledger.PostgresFireLedger, history.BatchWrite
     def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
             self._conn = None
-            conn = self._psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
-            conn.execute("SET TIME ZONE 'UTC'")  # times come back aware, in UTC
-            self._conn = conn
+            self._conn = connect(self._psycopg, self.url, CONNECT_TIMEOUT)
         return self._conn
 
     def _guarded(self, work: Callable[[], T]) -> T:
@@ -113,12 +111,9 @@ class PostgresStore(SharedMethods, ledger.PostgresFireLedger, history.BatchWrite
         with self._lock:
             try:
                 conn = self._connection()
-                ends = list(self._unwritten_ends)
+                self._held.write(conn, self._psycopg)  # before anything written now
                 with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-                    if ends:  # kept while the server was away: before anything written now
-                        cur.executemany(_RUN_END, ends)
                     yield cur
-                del self._unwritten_ends[: len(ends)]
             except self._psycopg.Error as exc:
                 raise self._failed(exc) from exc
 
@@ -207,12 +202,12 @@ class PostgresStore(SharedMethods, ledger.PostgresFireLedger, history.BatchWrite
         end = (status, ended_at, error, run_id)
         try:
             with self._transaction() as cur:
-                cur.execute(_RUN_END, end)
+                cur.execute(RUN_END, end)
         except StateStoreError as exc:
             if not isinstance(exc.__cause__, self._psycopg.OperationalError):
                 raise
             with self._lock:
-                self._unwritten_ends.append(end)
+                self._held.hold(end)
             log.warning(
                 "run end not recorded: state store unreachable; written once it is back",
                 run_id=run_id,

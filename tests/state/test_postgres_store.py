@@ -11,7 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dataflow.state import LeaseLost, PostgresStore, Retention, StateStoreError
+from dataflow.state import (
+    LeaseLost,
+    PostgresStore,
+    Retention,
+    StateStoreError,
+    _postgres_connection,
+)
 from dataflow.state._postgres_schema import SCHEMA_VERSION
 from tests.state._pg_store import fresh_schema, schema_url, sql
 
@@ -232,3 +238,37 @@ def test_pruning_takes_ledger_fires_older_than_the_horizon(
         ("v", 1),
         ("w", 1),
     ]
+
+
+def test_a_run_end_held_through_an_outage_is_written_and_never_blocks_later_calls(
+    schema: str,
+) -> None:
+    """A run ends while the server is away, its error holding a NUL (a handler's exception
+    text may): the end is held, written once the server is back (the NUL as the text `\\x00`,
+    which PostgreSQL can hold), and every later call works; before, the held end was refused
+    on each replay and failed every call after the outage."""
+    url = schema_url(schema)
+    store = PostgresStore(url)
+    try:
+        store.record_run_start("r1", "w", "tick", None, T0)
+        store.close()
+        store.url = url.replace(":5432", ":1")  # the server unreachable
+        store.record_run_end("r1", "failed", T0, "ValueError: bad \x00 byte")
+        store.url = url  # back
+        assert store.get_state("w", "tick", "k") is None
+        [run] = store.runs("w", "tick")
+        assert (run.status, run.error) == ("failed", "ValueError: bad \\x00 byte")
+        store.add_dead_letter("w", "tick", '{"n": 1}', "TypeError: \x00")
+        assert store.dead_letters("w")[0].error == "TypeError: \\x00"
+    finally:
+        store.close()
+
+
+def test_held_run_ends_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the bound the oldest held end is dropped (its run is marked interrupted when the
+    replica restarts, as after a crash): an outage cannot grow memory without end."""
+    monkeypatch.setattr(_postgres_connection, "MAX_HELD", 3)
+    held = _postgres_connection.HeldRunEnds()
+    for n in range(5):
+        held.hold(("failed", T0, None, f"r{n}"))
+    assert [end[3] for end in held.ends] == ["r2", "r3", "r4"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from functools import partial
 from typing import Protocol, TypeVar
 
 import anyio
@@ -29,9 +28,7 @@ from anyio.abc import TaskStatus
 from dataflow._core.clock import Clock
 from dataflow._core.errors import LeaseLost, StateStoreError, one_line
 from dataflow._core.logs import get_logger
-from dataflow._core.run import RunStatus
 from dataflow.state._leases import Leases
-from dataflow.triggers._changestream.batch import Batch
 from dataflow.triggers._changestream.bridge import set_when
 from dataflow.triggers.base import StreamStats, TriggerContext
 
@@ -170,6 +167,7 @@ class Ownership:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(set_when, stopping, leaving.set)
                 tg.start_soon(self._keep, term, leaving)
+                tg.start_soon(self._distrust, term, leaving)
                 try:
                     await read(leaving, term, task_status=task_status)
                 except* (LeaseLost, StateStoreError) as group:
@@ -194,6 +192,14 @@ class Ownership:
             if await self._renewed(term) is False:
                 self._say_lost(term, "another replica took it")
                 break
+        leaving.set()
+
+    async def _distrust(self, term: int, leaving: anyio.Event) -> None:
+        """Leave once the lease is no longer trusted, even while a renewal hangs (a black-holed
+        connection, a frozen server): `_keep` looks only once its call returns."""
+        while (left := self.trusted_until - self.clock.monotonic()) > 0:
+            await self.clock.sleep(left)
+        self._say_lost(term, "not renewed in time: another replica may take it")
         leaving.set()
 
     async def _renewed(self, term: int) -> bool | None:
@@ -256,20 +262,6 @@ class Ownership:
                 error=one_line(error),
                 replica=self.holder,
             )
-
-
-async def end_cut_batch(ctx: TriggerContext, batch: Batch) -> None:
-    """A batch whose position save was refused (another replica owns the stream now): its row
-    ends `interrupted`, not left `running`; the new owner delivers its events again."""
-    if not batch.count or not batch.run_id:
-        return
-    why = "lease lost: another replica owns the stream and delivers these events again"
-    record = partial(ctx.state.record_run_end, batch.run_id, RunStatus.INTERRUPTED.value)
-    with anyio.CancelScope(shield=True), anyio.move_on_after(RELEASE_WAIT):
-        try:
-            await ctx.state.call(record, ctx.clock.now(), why)
-        except StateStoreError:
-            return  # the database went away: the row is marked when this replica restarts
 
 
 class _Ready:

@@ -24,14 +24,16 @@ import bson.errors
 from anyio.abc import TaskStatus
 
 from dataflow._core import offload
-from dataflow._core.errors import LeaseLost, SettingsError
+from dataflow._core.errors import LeaseLost, SettingsError, StateStoreError
 from dataflow._core.handlers import is_async_handler
+from dataflow._core.run import RunStatus
 from dataflow.connection._mongo import Document
 from dataflow.state import Leases
+from dataflow.triggers._changestream.batch import Batch
 from dataflow.triggers._changestream.bridge import LoopBridge, set_when
 from dataflow.triggers._changestream.checkpoint import loads
 from dataflow.triggers._changestream.events import decode_letter, event_time
-from dataflow.triggers._changestream.ownership import Ownership, end_cut_batch
+from dataflow.triggers._changestream.ownership import RELEASE_WAIT, Ownership
 from dataflow.triggers._changestream.policy import StreamOptions, describe_source, describe_stream
 from dataflow.triggers._changestream.pump import Pump
 from dataflow.triggers._changestream.source import StreamSource
@@ -166,3 +168,17 @@ async def _wait_set(flag: threading.Event, timeout: float) -> None:
     with anyio.move_on_after(timeout):
         while not flag.is_set():
             await anyio.sleep(0.005)
+
+
+async def end_cut_batch(ctx: TriggerContext, batch: Batch) -> None:
+    """A batch whose position save was refused (another replica owns the stream now): its row
+    ends `interrupted`, not left `running`; the new owner delivers its events again."""
+    if not batch.count or not batch.run_id:
+        return
+    why = "lease lost: another replica owns the stream and delivers these events again"
+    record = partial(ctx.state.record_run_end, batch.run_id, RunStatus.INTERRUPTED.value)
+    with anyio.CancelScope(shield=True), anyio.move_on_after(RELEASE_WAIT):
+        try:
+            await ctx.state.call(record, ctx.clock.now(), why)
+        except StateStoreError:
+            return  # the database went away: the row is marked when this replica restarts

@@ -67,10 +67,12 @@ class Replica:
     """One replica's connection to the database; `down`: every call fails."""
 
     def __init__(self, db: Database) -> None:
-        self.db, self.down = db, False
+        self.db, self.down, self.hang = db, False, False
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         await anyio.lowlevel.checkpoint()
+        if self.hang:  # a black-holed connection: the call never returns
+            await anyio.sleep_forever()
         if self.down:
             raise StateStoreError("state store postgresql://db: connection refused")
         return fn(*args, **kwargs)
@@ -275,3 +277,25 @@ async def test_a_stream_that_does_not_open_after_a_takeover_releases_and_retries
     assert [line["retry_in"] for line in failed] == [1.0, 2.0, 4.0]
     assert "connection refused" in failed[0]["error"]
     assert read_b.left  # it read, and left at the stop
+
+
+async def test_an_owner_whose_renewal_hangs_stops_reading_at_its_trust_deadline() -> None:
+    """The renewal due at 2 s never returns (a black-holed connection): the owner still stops
+    reading at 3 s, two thirds of a TTL after the renewal it sent at 1 s, before the lease
+    expires at 4 s; it looked at the deadline only after a renewal returned, so it read on."""
+    clock = FakeClock(T0)
+    db = Database(clock)
+    read_a = Reader(clock, "a")
+    replica_a = Replica(db)
+    a = owner(replica_a, "a", clock)
+    stopping = anyio.Event()
+    with capture_logs() as logs:
+        async with clock.autojump(), anyio.create_task_group() as tg:
+            await tg.start(a.serve, read_a, stopping)
+            await clock.sleep(1.5)
+            replica_a.hang = True
+            await until(lambda: bool(read_a.left), clock)
+            stopping.set()
+    assert read_a.left == [pytest.approx(3.0, abs=1e-3)]
+    [lost] = events(logs, "change stream lease lost: stopped reading")
+    assert lost["why"] == "not renewed in time: another replica may take it"
