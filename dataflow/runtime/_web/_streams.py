@@ -11,36 +11,22 @@ a `mongos` (each shard keeps its own oplog), a server not reached.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
-import pymongo
-from bson import Timestamp
-from pymongo.errors import OperationFailure, PyMongoError
 
 from dataflow._core.clock import Clock
-from dataflow._core.errors import DataflowError, one_line
-from dataflow.runtime._describe import token_time
+from dataflow.runtime._describe import STREAM_KIND, token_time
 from dataflow.runtime._web._api import Served
 from dataflow.state import Store
-from dataflow.triggers._changestream.policy import TOKEN_KEY, StreamOptions
-from dataflow.triggers._changestream.source import StreamSource
-from dataflow.triggers._changestream.trigger import ChangeStreamTrigger
+from dataflow.triggers._changestream.policy import TOKEN_KEY
+
+if TYPE_CHECKING:  # imported when a stream is shown: pymongo is 10 MB a runtime without one
+    from dataflow.triggers._changestream.oplog import OplogStart
+    from dataflow.triggers._changestream.trigger import ChangeStreamTrigger
 
 REREAD = timedelta(seconds=60)  # the oldest oplog entry is read again after this
-PROBE_TIMEOUT = 2.0  # seconds one oplog read may take (connecting included)
-UNAUTHORIZED = 13
-ILLEGAL_OPERATION = 20  # `local` read through a mongos
-
-
-@dataclass(frozen=True)
-class OplogStart:
-    """The oldest oplog entry's time, or why it is not known."""
-
-    first_entry: datetime | None
-    unknown: str | None = None
 
 
 class StreamsView:
@@ -54,8 +40,8 @@ class StreamsView:
     async def streams(self, served: Served) -> list[dict[str, Any]]:
         found = []
         for trigger in served.metrics.streams.triggers:
-            if isinstance(trigger, ChangeStreamTrigger):
-                found.append(await self._stream(served, trigger))
+            if trigger.kind == STREAM_KIND:
+                found.append(await self._stream(served, cast("ChangeStreamTrigger", trigger)))
         return found
 
     async def _stream(self, served: Served, trigger: ChangeStreamTrigger) -> dict[str, Any]:
@@ -94,6 +80,8 @@ class StreamsView:
             known = self._read.get(trigger.name)
             if known is not None and now - known[0] < REREAD:
                 return known[1]
+            from dataflow.triggers._changestream.oplog import read_oplog_start
+
             found = await anyio.to_thread.run_sync(
                 read_oplog_start, trigger.spec, abandon_on_cancel=True
             )
@@ -104,35 +92,3 @@ class StreamsView:
 def _saved_position_time(store: Store, workflow: str, trigger: str, key: str) -> datetime | None:
     saved = store.load_position(workflow, trigger, key)
     return None if saved is None else token_time(saved)
-
-
-def read_oplog_start(spec: StreamOptions) -> OplogStart:
-    """The first entry of `local.oplog.rs` (natural order: the oldest) on the stream's server."""
-    source = StreamSource(spec)
-    try:
-        with pymongo.timeout(PROBE_TIMEOUT):
-            source.connect()
-            assert source.connection is not None
-            oplog = source.connection.client["local"]["oplog.rs"]
-            first = oplog.find_one({}, {"ts": 1, "_id": 0}, sort=[("$natural", 1)])
-    except OperationFailure as exc:
-        return OplogStart(None, _refused(exc))
-    except (PyMongoError, DataflowError) as exc:
-        return OplogStart(None, f"the oplog could not be read: {one_line(exc)}")
-    finally:
-        source.disconnect()
-    ts = None if first is None else first.get("ts")
-    if not isinstance(ts, Timestamp):
-        return OplogStart(None, "the oplog has no entries")
-    return OplogStart(ts.as_datetime())
-
-
-def _refused(exc: OperationFailure) -> str:
-    if exc.code == UNAUTHORIZED:
-        return (
-            "the user may not read local.oplog.rs (it needs the clusterMonitor role, or read "
-            "on the local database)"
-        )
-    if exc.code == ILLEGAL_OPERATION:
-        return "connected through mongos: each shard keeps its own oplog"
-    return f"reading local.oplog.rs failed: {one_line(exc, with_type=True)}"
