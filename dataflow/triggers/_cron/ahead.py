@@ -98,6 +98,7 @@ async def fire_when_due(
     job: CronJob, ctx: TriggerContext, gate: OverlapGate, fire_at: datetime, deadline: datetime
 ) -> datetime:
     """A fire the scheduler woke early for that takes the usual path: at its time."""
-    await ctx.clock.sleep((deadline - ctx.clock.now()).total_seconds())
+    if (wait := (deadline - ctx.clock.now()).total_seconds()) > 0:  # it may be over already
+        await ctx.clock.sleep(wait)
     now = ctx.clock.now()
     return await fire_due_or_rejoin(job, ctx, gate, job.due_fires(fire_at, now), now)

@@ -148,7 +148,8 @@ class CronScheduler:
         with anyio.CancelScope() as self._nap_scope:
             if self._heap:
                 self._nap_until = self._heap[0][0]
-                await clock.sleep((self._nap_until - self._lead - clock.now()).total_seconds())
+                wait = (self._nap_until - self._lead - clock.now()).total_seconds()
+                await clock.sleep(max(wait, 0.0))  # the time taken since may have passed it
             else:  # every trigger is firing: each puts its next fire back when done
                 self._nap_until = None
                 await anyio.sleep_forever()
