@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -56,30 +56,40 @@ class Dispatcher:
         """Set the task group that spawned runs live in (the runtime's run group)."""
         self._group = group
 
-    def spawn(self, request: RunRequest) -> RunHandle:
+    def spawn(self, request: RunRequest, run: Run | None = None) -> RunHandle:
         if self._group is None:
             raise RuntimeError("no run group: spawn() is only valid while triggers run")
         handle = RunHandle(request)
         self.active.add(handle)
-        self._group.start_soon(self._run_spawned, handle, name=f"run {request.trigger}")
+        self._group.start_soon(self._run_spawned, handle, run, name=f"run {request.trigger}")
         return handle
 
-    async def _run_spawned(self, handle: RunHandle) -> None:
+    def new_run(self, request: RunRequest, started_at: datetime) -> Run:
+        return self.book.new_run(request, 1, started_at=started_at)
+
+    def run_written(self, run: Run) -> None:
+        self.book.started(run, written=True)
+
+    async def _run_spawned(self, handle: RunHandle, run: Run | None) -> None:
         try:
             with handle.cancel_scope:
-                await self.execute(handle.request, handle)
+                await self.execute(handle.request, handle, run)
         finally:
             self.active.discard(handle)
             handle.finished.set()
 
-    async def execute(self, request: RunRequest, handle: RunHandle | None = None) -> RunOutcome:
-        """Run with retries by policy; returns the last attempt's outcome."""
+    async def execute(
+        self, request: RunRequest, handle: RunHandle | None = None, run: Run | None = None
+    ) -> RunOutcome:
+        """Run with retries by policy; returns the last attempt's outcome. `run`: the first
+        attempt's, its start recorded already (`Runner.run_written`)."""
         policy = request.policy
         for attempt in range(1, policy.retries + 2):
             if attempt == 1 and request.batched and handle is None and self._is_async(request):
                 outcome = await event_on_loop(self.book, request)
             else:
-                outcome = await self._attempt(request, attempt, handle)
+                written = run if attempt == 1 else None
+                outcome = await self._attempt(request, attempt, handle, written)
             if outcome.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
                 break
             if attempt <= policy.retries:
@@ -205,9 +215,9 @@ class Dispatcher:
         self.book.skipped_written(records)
 
     async def _attempt(
-        self, request: RunRequest, attempt: int, handle: RunHandle | None
+        self, request: RunRequest, attempt: int, handle: RunHandle | None, written: Run | None
     ) -> RunOutcome:
-        run = self.book.new_run(request, attempt)
+        run = written or self.book.new_run(request, attempt)
         if handle is not None:
             handle.run = run
         # bind/reset, not `bound_contextvars` (a generator): a change event's run comes here
@@ -217,7 +227,9 @@ class Dispatcher:
             # for a worker thread (many do, under load) would leave the run `running` for ever,
             # or its fire without any record.
             batched = request.batched
-            if batched:  # nothing to write (see RunBook.started): no thread hop, no await
+            if written is not None:  # recorded with its fire's claim (`Runner.run_written`)
+                pass
+            elif batched:  # nothing to write (see RunBook.started): no thread hop, no await
                 self.book.started(run, batched=True)
             else:
                 with anyio.CancelScope(shield=True):

@@ -87,11 +87,12 @@ class RunBook:
             state = self._states[trigger] = TriggerState(self.state, self.workflow, trigger)
         return state
 
-    def started(self, run: Run, *, batched: bool = False) -> None:
+    def started(self, run: Run, *, batched: bool = False, written: bool = False) -> None:
         """`batched`: a change event's run, recorded only if it does not succeed (its success
         is counted in its trigger's batch row and folded into the observers with its batch:
-        see `fold`), and logged at debug."""
-        if not batched:  # durable before the handler runs: cut off, it shows `interrupted`
+        see `fold`), and logged at debug. `written`: its start record is written already
+        (with its fire's claim, ahead of the fire time)."""
+        if not (batched or written):  # durable before the handler runs: cut off: `interrupted`
             self._record_start(run)
             self.state.flush()
         with self._lock:

@@ -179,22 +179,39 @@ class SqliteStore(_ledger.SqliteFireLedger):
         backfill: bool = False,
     ) -> None:
         with self._write(durable=False) as cur:
-            cur.execute(
-                "INSERT INTO runs (run_id, workflow, trigger, scheduled_at, started_at, status,"
-                " attempt, backfill, replica) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
-                (
-                    run_id,
-                    workflow,
-                    trigger,
-                    iso(scheduled_at, utc=True),
-                    iso(started_at, utc=True),
-                    attempt,
-                    int(backfill),
-                    self.replica_id,
-                ),
-            )
-            if scheduled_at is not None:
-                _ledger.run_started(cur, workflow, trigger, scheduled_at, run_id, backfill)
+            row = (run_id, workflow, trigger, scheduled_at, started_at, attempt, backfill)
+            self._insert_start(cur, *row)
+
+    def claim_fire_started(
+        self, workflow: str, trigger: str, fire_at: datetime, run_id: str, started_at: datetime
+    ) -> None:
+        """`claim_fire` and its run's `record_run_start` in one durable commit: a fire claimed
+        ahead of its time (`_cron/ahead.py`) that a crash cut off shows `interrupted`."""
+        with self._write() as cur:
+            _ledger.claim(cur, workflow, trigger, fire_at, LAST_FIRE)
+            self._insert_start(cur, run_id, workflow, trigger, fire_at, started_at, 1, False)
+
+    def _insert_start(
+        self,
+        cur: sqlite3.Cursor,
+        run_id: str,
+        workflow: str,
+        trigger: str,
+        scheduled_at: datetime | None,
+        started_at: datetime,
+        attempt: int,
+        backfill: bool,
+    ) -> None:
+        cur.execute(
+            "INSERT INTO runs (run_id, workflow, trigger, scheduled_at, started_at, status,"
+            " attempt, backfill, replica) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+            (
+                *(run_id, workflow, trigger, iso(scheduled_at, utc=True)),
+                *(iso(started_at, utc=True), attempt, int(backfill), self.replica_id),
+            ),
+        )
+        if scheduled_at is not None:
+            _ledger.run_started(cur, workflow, trigger, scheduled_at, run_id, backfill)
 
     def record_run_end(
         self, run_id: str, status: str, ended_at: datetime, error: str | None = None

@@ -21,6 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from dataflow._core.clock import Clock
 from dataflow._core.errors import SettingsError, TriggerFailed, WorkflowError
+from dataflow._core.run import Run
 from dataflow.state import FireEntry, RunRecord, Store
 from dataflow.triggers._runs import RunHandle as RunHandle
 from dataflow.triggers._runs import RunOutcome as RunOutcome
@@ -53,8 +54,18 @@ class Runner(Protocol):
         counts its own, all logged in one line. Called in the store call's thread."""
         ...
 
-    def spawn(self, request: RunRequest) -> RunHandle:
-        """Start a run in the runtime's run group (it survives the trigger's stop for grace)."""
+    def spawn(self, request: RunRequest, run: Run | None = None) -> RunHandle:
+        """Start a run in the runtime's run group (it survives the trigger's stop for grace);
+        `run`: its first attempt, from `new_run`, its start written (`run_written`)."""
+        ...
+
+    def new_run(self, request: RunRequest, started_at: datetime) -> Run:
+        """A first attempt whose start a trigger writes in its own store call (a cron fire
+        claimed ahead of its time), then `run_written` in that call's thread, then `spawn`."""
+        ...
+
+    def run_written(self, run: Run) -> None:
+        """`run`'s start record was written: logged and told to observers (in the thread)."""
         ...
 
     def execute_in_thread(

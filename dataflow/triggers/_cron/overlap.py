@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 
 from dataflow._core.logs import get_logger
+from dataflow._core.run import Run
 from dataflow.triggers._cron import ledger
 from dataflow.triggers.base import RunHandle, Runner, RunRequest
 
@@ -63,9 +64,16 @@ class OverlapGate:
                 self._draining = True
                 self._spawn(self._drain)
 
-    def _start(self, request: RunRequest) -> None:
+    def idle(self) -> bool:
+        return not (self.busy() or self.pending)
+
+    def start_written(self, request: RunRequest, run: Run) -> None:
+        """Start a run whose start record is written (`ahead.py`: only while `idle()`)."""
+        self._start(request, run)
+
+    def _start(self, request: RunRequest, run: Run | None = None) -> None:
         self.busy()  # drops finished handles: `allow` never asks, and would keep them all
-        self.active.append(self.runner.spawn(request))
+        self.active.append(self.runner.spawn(request, run))
 
     async def _cancel_active(self) -> None:
         for handle in self.active:

@@ -31,6 +31,7 @@ from dataflow._core.clock import Clock, iso
 from dataflow._core.errors import StateStoreError, TriggerFailed
 from dataflow._core.logs import get_logger
 from dataflow.state import RunRecord
+from dataflow.triggers._cron.ahead import can_fire_ahead, claim_lead, fire_ahead, fire_when_due
 from dataflow.triggers._cron.job import CronJob, last_fires
 from dataflow.triggers._cron.overlap import OverlapGate
 from dataflow.triggers._cron.rejoin import fire_due_or_rejoin
@@ -69,6 +70,7 @@ class CronScheduler:
 
     def __init__(self, jobs: Sequence[CronJob]) -> None:
         self.jobs = list(jobs)
+        self._lead = _ZERO  # how early it wakes for a fire (`ahead.py`)
         self._slots: list[_Slot] = []
         self._heap: list[Entry] = []
         self._seq = itertools.count()
@@ -90,6 +92,7 @@ class CronScheduler:
     ) -> None:
         items = await ctx.state.call(ctx.state.state_items, ctx.workflow)
         self._ctx, self._watch, self._late = ctx, StepWatch(ctx.clock), LateReport(ctx.clock)
+        self._lead = claim_lead(ctx.clock)
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -145,7 +148,8 @@ class CronScheduler:
         with anyio.CancelScope() as self._nap_scope:
             if self._heap:
                 self._nap_until = self._heap[0][0]
-                await clock.sleep((self._nap_until - clock.now()).total_seconds())
+                wait = (self._nap_until - self._lead - clock.now()).total_seconds()
+                await clock.sleep(max(wait, 0.0))  # the time taken since may have passed it
             else:  # every trigger is firing: each puts its next fire back when done
                 self._nap_until = None
                 await anyio.sleep_forever()
@@ -165,13 +169,19 @@ class CronScheduler:
     def _start_due(self, now: datetime) -> None:
         """Hand every fire due at `now` to a task; fires that came due while the scheduler
         was late are reported together (`LateReport`)."""
-        assert self._late is not None
-        while self._heap and self._heap[0][0] <= now:
-            _, _, slot, fire_at = heapq.heappop(self._heap)
-            due = slot.job.due_fires(fire_at, now)
+        assert self._late is not None and self._ctx is not None
+        while self._heap and self._heap[0][0] <= now + self._lead:
+            deadline, _, slot, fire_at = heapq.heappop(self._heap)
+            job, due = slot.job, slot.job.due_fires(fire_at, now)
             if len(due) > 1:
-                self._late.add(slot.job.name, len(due), now - due[0])
-            self._fire_in_task(slot, partial(fire_due_or_rejoin, slot.job), due, now)
+                self._late.add(job.name, len(due), now - due[0])
+            elif can_fire_ahead(self._ctx, job, self._gate(slot)):
+                self._fire_in_task(slot, partial(fire_ahead, job), fire_at, deadline)
+                continue
+            if deadline > now:  # woke early for a fire that goes the usual way: at its time
+                self._fire_in_task(slot, partial(fire_when_due, job), fire_at, deadline)
+            else:
+                self._fire_in_task(slot, partial(fire_due_or_rejoin, job), due, now)
         if (fields := self._late.report()) is not None:
             log.warning("trigger woke late: fires came due meanwhile", **fields)
 
