@@ -65,21 +65,26 @@ def _health_in_a_second(url: str) -> int:
         return int(response.status)
 
 
-def test_slowloris_under_a_256_file_limit_leaves_health_cron_and_handlers_working(
-    tmp_path: Path,
-) -> None:
-    (tmp_path / "workflows").mkdir()
-    (tmp_path / "workflows" / "ticking.py").write_text(textwrap.dedent(TICKING))
+def _start_ticking(project: Path) -> subprocess.Popen[str]:
+    """`python -m dataflow run ticking` in `project`, its page on a free port, under the limit."""
+    (project / "workflows").mkdir()
+    (project / "workflows" / "ticking.py").write_text(textwrap.dedent(TICKING))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DATAFLOW_LOG_FORMAT": "json"}
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "dataflow", "run", "ticking", "--metrics-port", "0"],
-        cwd=tmp_path,
+        cwd=project,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         preexec_fn=_low_file_limit,
     )
+
+
+def test_slowloris_under_a_256_file_limit_leaves_health_cron_and_handlers_working(
+    tmp_path: Path,
+) -> None:
+    proc = _start_ticking(tmp_path)
     watchdog = threading.Timer(60, proc.kill)  # a hung process fails the test, never hangs it
     watchdog.start()
     clients: list[socket.socket] = []
@@ -118,18 +123,7 @@ def test_a_thousand_concurrent_scrapes_under_a_256_file_limit_all_succeed(
     """1,000 clients connect at once and each sends a whole `GET /metrics`: the server takes as
     many as its bound allows, the others wait in the listen backlog; every scrape gets its
     200, /healthz answers within a second meanwhile, cron fires, no handler run fails."""
-    (tmp_path / "workflows").mkdir()
-    (tmp_path / "workflows" / "ticking.py").write_text(textwrap.dedent(TICKING))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATAFLOW_LOG_FORMAT": "json"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dataflow", "run", "ticking", "--metrics-port", "0"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=_low_file_limit,
-    )
+    proc = _start_ticking(tmp_path)
     watchdog = threading.Timer(90, proc.kill)  # a hung process fails the test, never hangs it
     watchdog.start()
     try:

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,32 +57,28 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    watchdog = threading.Timer(120, proc.kill)
-    watchdog.start()
-    try:
-        url = _page_url(proc)
-        threading.Thread(target=proc.stdout.read, daemon=True).start()  # type: ignore[union-attr]
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        watchdog.cancel()
+    yield from _served(proc)
 
 
 SLOW = """
 import time
+from pathlib import Path
 from dataflow import Workflow, cronjob
+
+RELEASE = Path(__file__).parent / "release"
 
 class Crawl(Workflow):
     @cronjob("* * * * * *", overlap="skip")
     def crawl(self):
-        time.sleep(2.5)  # longer than its interval: the fires meanwhile are skipped
+        while not RELEASE.exists():  # held until the test saw a fire skipped meanwhile
+            time.sleep(0.01)
 """
 
 
 @pytest.fixture(scope="module")
-def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A workflow whose overlap="skip" trigger fires every second and runs for 2.5 s."""
+def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A workflow whose overlap="skip" trigger fires every second; its run holds until the
+    folder's `release` file exists. Its page URL and its folder."""
     require_module("playwright.sync_api", "Playwright for Python (pip install playwright)")
     folder = tmp_path_factory.mktemp("slow")
     (folder / "crawl.py").write_text(SLOW)
@@ -96,16 +92,12 @@ def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen(
         command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
-    watchdog = threading.Timer(120, proc.kill)
-    watchdog.start()
+    served = _served(proc)
     try:
-        url = _page_url(proc)
-        threading.Thread(target=proc.stdout.read, daemon=True).start()  # type: ignore[union-attr]
-        yield url
+        yield next(served), folder
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        watchdog.cancel()
+        (folder / "release").touch()  # a held run must not hold the stop
+        served.close()  # the stop
 
 
 def test_the_page_lists_triggers_with_next_fires_in_their_zone(demo: str, browser: Any) -> None:
@@ -213,21 +205,39 @@ def test_the_charts_draw_a_point_for_each_of_the_demos_runs(demo: str, browser: 
     page.close()
 
 
-def test_the_fire_strip_shows_a_skipped_fire_with_its_reason(slow: str, browser: Any) -> None:
+def test_the_fire_strip_shows_a_skipped_fire_with_its_reason(
+    slow: tuple[str, Path], browser: Any
+) -> None:
     from playwright.sync_api import expect
 
+    url, folder = slow
     page = browser.new_page()
-    page.goto(slow)
+    page.goto(url)
     strip = page.locator('#triggers tr[data-trigger="crawl"] td.fires')
     ran = strip.locator('span.fire[data-outcome="ran"]').first
     skipped = strip.locator('span.fire[data-outcome="skipped"]').first
-    expect(ran).to_be_visible(timeout=15_000)
     expect(skipped).to_be_visible(timeout=15_000)
+    (folder / "release").touch()  # the held run ends
+    expect(ran).to_be_visible(timeout=15_000)
     expect(skipped).to_have_attribute(
         "title",
         re.compile(r"skipped: the \S+ run \(run [0-9a-f]{8}\) was still running \(overlap=skip\)$"),
     )
     page.close()
+
+
+def _served(proc: subprocess.Popen[str]) -> Generator[str, None, None]:
+    """The page's URL once the workflow runs; SIGTERM at the end (killed if it hangs)."""
+    watchdog = threading.Timer(120, proc.kill)
+    watchdog.start()
+    try:
+        url = _page_url(proc)
+        threading.Thread(target=proc.stdout.read, daemon=True).start()  # type: ignore[union-attr]
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        watchdog.cancel()
 
 
 def _page_url(proc: subprocess.Popen[str]) -> str:
